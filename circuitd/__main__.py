@@ -1,0 +1,5 @@
+import sys
+
+from circuitd.cli import main
+
+sys.exit(main())

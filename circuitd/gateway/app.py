@@ -1,0 +1,198 @@
+"""The ASGI application: routing, request ids, the chat pipeline, and error responses.
+
+`App` holds no state of its own beyond the `Gateway` it was given. Every error raised on the
+request path is a `GatewayError`, turned into an OpenAI-shaped response in `_send_error`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+
+import msgspec
+import trio
+
+from circuitd import __version__
+from circuitd.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    ServiceUnavailable,
+    UpstreamRejected,
+)
+from circuitd.gateway.asgi import (
+    JSON,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    start_response,
+)
+from circuitd.gateway.relay import relay_json, relay_stream
+from circuitd.gateway.rewrite import client_wants_usage, upstream_body
+from circuitd.gateway.runtime import Gateway
+from circuitd.gateway.settle import CallRecord
+from circuitd.obs.logs import request_id_var
+from circuitd.providers.base import UpstreamCall
+from circuitd.wire.openai import ChatRequestView, chat_request_decoder
+
+log = logging.getLogger("circuitd.app")
+
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_encoder = msgspec.json.Encoder()
+
+
+def request_id_for(scope: Scope) -> str:
+    """The client's `x-request-id` when it is sane, else a fresh one."""
+    given = header(scope, b"x-request-id")
+    if given is not None and _SANE_REQUEST_ID.fullmatch(given):
+        return given.decode()
+    return "req_" + secrets.token_hex(12)
+
+
+def decode_chat_request(body: bytes) -> ChatRequestView:
+    try:
+        view = chat_request_decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"Invalid request body: {exc}") from None
+    except msgspec.DecodeError:
+        raise InvalidRequest(
+            "We could not parse the JSON body of your request. "
+            "(HINT: This likely means you aren't using your HTTP library correctly.)"
+        ) from None
+    if not view.model:
+        raise InvalidRequest("`model` must be a non-empty string.", param="model")
+    if not view.messages:
+        raise InvalidRequest("`messages` must contain at least one message.", param="messages")
+    return view
+
+
+class App:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = request_id_for(scope)
+        token = request_id_var.set(request_id)
+        base: Headers = [(b"x-request-id", request_id.encode())]
+        try:
+            path, method = scope["path"], scope["method"]
+            if path == "/v1/chat/completions":
+                if method != "POST":
+                    raise MethodNotAllowed(f"Use POST for {path}.")
+                await self._chat(scope, receive, send, request_id, base)
+            elif path == "/health":
+                await self._health(send, base)
+            elif path == "/v1/models":
+                if method != "GET":
+                    raise MethodNotAllowed(f"Use GET for {path}.")
+                self.gateway.auth.authenticate(header(scope, b"authorization"))
+                await start_response(send, 200, base, self.gateway.models_body)
+            else:
+                raise NotFound(f"Unknown route: {method} {path}")
+        except GatewayError as error:
+            await _send_error(send, error, base)
+        finally:
+            request_id_var.reset(token)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _health(self, send: Send, base: Headers) -> None:
+        gateway = self.gateway
+        body = _encoder.encode(
+            {
+                "status": "draining" if gateway.draining else "ok",
+                "version": __version__,
+                "uptime_s": round(time.time() - gateway.started_wall, 3),
+                "providers": {name: p.kind for name, p in gateway.providers.items()},
+                "auth": "open" if gateway.auth.open else "keys",
+                "write_queue": gateway.writer.statistics(),
+            }
+        )
+        await start_response(send, 503 if gateway.draining else 200, base, body)
+
+    async def _chat(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, base: Headers
+    ) -> None:
+        gateway = self.gateway
+        record = CallRecord(request_id, trio.current_time(), time.time())
+        response_started = False
+
+        async def tracking_send(message: dict[str, object]) -> None:
+            nonlocal response_started
+            response_started = True
+            await send(message)
+
+        try:
+            if gateway.draining:
+                raise ServiceUnavailable("The gateway is shutting down; retry shortly.")
+            principal = gateway.auth.authenticate(header(scope, b"authorization"))
+            record.key_id = principal.key_id
+            body = await read_body(scope, receive, gateway.config.server.max_body_bytes)
+            view = decode_chat_request(body)
+            record.request, record.stream = view, bool(view.stream)
+            deployment = gateway.router.resolve(view.model)[0]
+            principal.check_model(view.model)
+            call = UpstreamCall(
+                request_id, upstream_body(body, view, deployment.upstream_model), record.stream
+            )
+            deadline = record.started + gateway.config.upstream.total_timeout_s
+            if record.stream:
+                await relay_stream(
+                    record,
+                    deployment,
+                    call,
+                    receive=receive,
+                    send=tracking_send,
+                    headers=base,
+                    deadline=deadline,
+                    client_wants_usage=client_wants_usage(view),
+                )
+            else:
+                await relay_json(
+                    record,
+                    deployment,
+                    call,
+                    receive=receive,
+                    send=tracking_send,
+                    headers=base,
+                    deadline=deadline,
+                    tokenizer=gateway.settler.tokenizer,
+                )
+        except GatewayError as error:
+            record.fail(error)
+            if not response_started:
+                await _send_error(send, error, base)
+        except trio.Cancelled:
+            record.status, record.status_code, record.error_code = "error", 503, "cancelled"
+            raise
+        except Exception:
+            log.exception("unexpected error while serving a chat completion")
+            record.status, record.status_code, record.error_code = "error", 500, "internal_error"
+            if not response_started:
+                await _send_error(send, GatewayError("Internal gateway error."), base)
+        finally:
+            with trio.CancelScope(shield=True):
+                await gateway.settler.settle(record, trio.current_time())
+
+
+async def _send_error(send: Send, error: GatewayError, base: Headers) -> None:
+    content_type = error.content_type if isinstance(error, UpstreamRejected) else JSON[1]
+    await start_response(send, error.status, [*base, *error.headers], error.body(), content_type)

@@ -1,0 +1,82 @@
+"""Bearer-key authentication: presented key → `Principal`.
+
+Keys are held only as SHA-256 digests. A lookup hashes the presented key and finds the digest
+in a dict: comparisons run on digests, never on secrets, so their timing can at most reveal a
+prefix of a digest of the attacker's own guess — nothing about a stored key.
+
+With no keys configured the gateway is open (local development) and every caller is the
+`anonymous` principal; `server.serve` refuses that on a non-loopback address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from circuitd.config import KeyConfig
+from circuitd.errors import InvalidApiKey, ModelNotAllowed
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    allowed_models: frozenset[str] | None  # None: every model
+    daily_usd_limit: float | None
+
+    def check_model(self, alias: str) -> None:
+        if self.allowed_models is not None and alias not in self.allowed_models:
+            raise ModelNotAllowed(
+                f"The API key `{self.key_id}` may not use the model `{alias}`.", param="model"
+            )
+
+
+ANONYMOUS = Principal(key_id="anonymous", allowed_models=None, daily_usd_limit=None)
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class Authenticator:
+    def __init__(self, by_digest: Mapping[bytes, Principal]) -> None:
+        self._by_digest = dict(by_digest)
+
+    @classmethod
+    def from_config(
+        cls, keys: Iterable[KeyConfig], env: Mapping[str, str], default_limit: float | None
+    ) -> Authenticator:
+        by_digest: dict[bytes, Principal] = {}
+        for key in keys:
+            if key.key_sha256:
+                key_digest = bytes.fromhex(key.key_sha256)
+            else:
+                secret = key.key if key.key is not None else env[key.key_env or ""]
+                key_digest = digest(secret)
+            by_digest[key_digest] = Principal(
+                key_id=key.id,
+                allowed_models=frozenset(key.models) if key.models is not None else None,
+                daily_usd_limit=key.daily_usd_limit
+                if key.daily_usd_limit is not None
+                else default_limit,
+            )
+        return cls(by_digest)
+
+    @property
+    def open(self) -> bool:
+        return not self._by_digest
+
+    def authenticate(self, authorization: bytes | None) -> Principal:
+        if self.open:
+            return ANONYMOUS
+        if not authorization:
+            raise InvalidApiKey(
+                "Missing API key. Send it as `Authorization: Bearer <key>`.", param=None
+            )
+        scheme, _, token = authorization.partition(b" ")
+        if scheme.lower() != b"bearer" or not token.strip():
+            raise InvalidApiKey("Malformed Authorization header; expected `Bearer <key>`.")
+        principal = self._by_digest.get(hashlib.sha256(token.strip()).digest())
+        if principal is None:
+            raise InvalidApiKey("Incorrect API key provided.")
+        return principal

@@ -1,0 +1,186 @@
+"""The `Gateway`: everything a request needs, built in one place and passed down.
+
+`open_gateway` owns the lifetimes: the shared upstream HTTP client, the providers, and the
+write-behind writer task (drained before the context exits).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+
+import httpx
+import msgspec
+import trio
+
+from circuitd.config import Config, DeploymentConfig, ProviderConfig
+from circuitd.core.pricing import Price, PriceTable
+from circuitd.core.tokens import default_tokenizer
+from circuitd.gateway.auth import Authenticator
+from circuitd.gateway.router import Router
+from circuitd.gateway.settle import Settler
+from circuitd.providers.base import Deployment, Provider
+from circuitd.providers.mock import MockProvider
+from circuitd.providers.openai import OpenAIProvider
+from circuitd.store.writer import WriteBehind
+from circuitd.wire.openai import ModelEntry, ModelList
+
+log = logging.getLogger("circuitd")
+
+
+@dataclass(slots=True)
+class Gateway:
+    config: Config
+    auth: Authenticator
+    router: Router
+    providers: Mapping[str, Provider]
+    settler: Settler
+    writer: WriteBehind
+    models_body: bytes  # GET /v1/models, encoded once per config snapshot
+    started_wall: float = field(default_factory=time.time)
+    draining: bool = False
+
+
+def default_prices() -> PriceTable:
+    return PriceTable.from_toml(resources.files("circuitd").joinpath("prices.toml").read_bytes())
+
+
+def upstream_client(config: Config) -> httpx.AsyncClient:
+    up = config.upstream
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=up.max_connections,
+            max_keepalive_connections=up.max_keepalive_connections,
+            keepalive_expiry=up.keepalive_expiry_s,
+        ),
+        timeout=httpx.Timeout(
+            connect=up.connect_timeout_s,
+            read=up.read_timeout_s,
+            write=up.read_timeout_s,
+            pool=up.connect_timeout_s,
+        ),
+        follow_redirects=False,
+        trust_env=False,  # proxies etc. are configured explicitly, never picked up by accident
+    )
+
+
+def build_provider(
+    name: str,
+    spec: ProviderConfig,
+    config: Config,
+    env: Mapping[str, str],
+    client: httpx.AsyncClient,
+) -> Provider:
+    if spec.kind == "mock":
+        return MockProvider(name, config.mock)
+    api_key = spec.api_key or (env.get(spec.api_key_env) if spec.api_key_env else None)
+    return OpenAIProvider(
+        name, client, base_url=spec.base_url, api_key=api_key, headers=spec.headers
+    )
+
+
+def _deployment(
+    alias: str, spec: DeploymentConfig, providers: Mapping[str, Provider], prices: PriceTable
+) -> Deployment:
+    upstream_model = spec.model or alias
+    price: Price | None
+    if spec.input_usd_per_mtok is not None and spec.output_usd_per_mtok is not None:
+        price = Price(
+            input_usd_per_mtok=spec.input_usd_per_mtok,
+            output_usd_per_mtok=spec.output_usd_per_mtok,
+            cached_input_usd_per_mtok=spec.cached_input_usd_per_mtok,
+        )
+    else:
+        price = prices.lookup(upstream_model)
+    return Deployment(
+        name=spec.name or f"{spec.provider}/{upstream_model}",
+        provider=providers[spec.provider],
+        upstream_model=upstream_model,
+        price=price,
+        context_window=spec.context_window,
+        max_output_tokens=spec.max_output_tokens,
+    )
+
+
+def build_router(config: Config, providers: Mapping[str, Provider], prices: PriceTable) -> Router:
+    models = {
+        alias: tuple(_deployment(alias, d, providers, prices) for d in model.deployments)
+        for alias, model in config.models.items()
+    }
+    passthrough = providers[config.passthrough_provider] if config.passthrough_provider else None
+    return Router(models, passthrough=passthrough, prices=prices)
+
+
+def models_listing(router: Router, prices: PriceTable) -> bytes:
+    """`GET /v1/models`: declared aliases, or in env-only mode every priced model."""
+    entries: list[ModelEntry] = []
+    for alias, deployments in router.models.items():
+        first = deployments[0]
+        price = first.price
+        entries.append(
+            ModelEntry(
+                id=alias,
+                owned_by=first.provider.name,
+                providers=sorted({d.provider.name for d in deployments}),
+                deployments=[d.name for d in deployments],
+                context_window=first.context_window,
+                input_usd_per_mtok=price.input_usd_per_mtok if price else None,
+                cached_input_usd_per_mtok=price.cached_input_usd_per_mtok if price else None,
+                output_usd_per_mtok=price.output_usd_per_mtok if price else None,
+            )
+        )
+    if router.passthrough is not None:
+        name = router.passthrough.name
+        for model, price in prices.items():
+            entries.append(
+                ModelEntry(
+                    id=model,
+                    owned_by=name,
+                    providers=[name],
+                    deployments=[f"{name}/{model}"],
+                    context_window=None,
+                    input_usd_per_mtok=price.input_usd_per_mtok,
+                    cached_input_usd_per_mtok=price.cached_input_usd_per_mtok,
+                    output_usd_per_mtok=price.output_usd_per_mtok,
+                )
+            )
+    return msgspec.json.encode(ModelList(data=entries))
+
+
+@asynccontextmanager
+async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[Gateway]:
+    prices = default_prices()
+    async with upstream_client(config) as client:
+        providers = {
+            name: build_provider(name, spec, config, env, client)
+            for name, spec in config.providers.items()
+        }
+        router = build_router(config, providers, prices)
+        store = config.store
+        writer = WriteBehind(
+            queue_size=store.queue_size,
+            batch_rows=store.batch_rows,
+            flush_interval=store.flush_interval_ms / 1000,
+            block_timeout=store.block_timeout_ms / 1000,
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run, store.path)
+            gateway = Gateway(
+                config=config,
+                auth=Authenticator.from_config(config.keys, env, config.default_daily_usd_limit),
+                router=router,
+                providers=providers,
+                settler=Settler(writer, default_tokenizer()),
+                writer=writer,
+                models_body=models_listing(router, prices),
+            )
+            try:
+                yield gateway
+            finally:
+                writer.close()  # the writer drains what is queued, then `run` returns
+        for provider in providers.values():
+            await provider.aclose()

@@ -1,0 +1,150 @@
+"""Settlement: every call's record becomes exactly one ledger row and one log line.
+
+`CallRecord` is filled in as the call goes (who, what, which deployment, what came back); the
+handler settles it once, in a shielded `finally`, whatever happened. Settlement decides the
+usage (provider's if it gave any, else estimated from the request and the relayed text),
+prices it, and queues the row for the write-behind writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from circuitd.core.pricing import cost_micro_usd, micro_to_usd
+from circuitd.core.tokens import Tokenizer, estimate_completion_tokens, estimate_prompt_tokens
+from circuitd.errors import GatewayError, UpstreamRejected
+from circuitd.providers.base import Deployment
+from circuitd.store.rows import RequestRow, Status, UsageSource
+from circuitd.store.writer import WriteBehind
+from circuitd.wire.openai import ChatRequestView, Usage
+
+log = logging.getLogger("circuitd.calls")
+
+
+def utc_timestamp(epoch: float) -> str:
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
+    )
+
+
+@dataclass(slots=True)
+class CallRecord:
+    request_id: str
+    started: float  # trio/perf clock seconds, for latencies
+    started_wall: float  # epoch seconds, for the row's timestamp
+    stream: bool = False
+    key_id: str | None = None
+    request: ChatRequestView | None = None
+    deployment: Deployment | None = None
+    attempts: int = 0
+    # Until the relay records success, a call counts as failed (a bug or a cancellation
+    # must never settle as "ok").
+    status: Status = "error"
+    status_code: int = 500
+    error_code: str | None = "incomplete"
+    usage: Usage | None = None  # as the provider reported it
+    relayed: list[str] = field(default_factory=list)  # streamed content, for estimation
+    ttft: float | None = None  # seconds from start to the first content relayed
+    upstream_started: bool = False  # the upstream answered (some output may be billable)
+
+    @property
+    def model(self) -> str:
+        return self.request.model if self.request is not None else ""
+
+    def fail(self, error: GatewayError) -> None:
+        """Records a refusal (client-side, before any upstream call) or an upstream failure."""
+        refused = error.status < 500 and not isinstance(error, UpstreamRejected)
+        self.status = "refused" if refused else "error"
+        self.status_code = error.status
+        self.error_code = error.code
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    tokens_input: int
+    tokens_output: int
+    tokens_cached: int
+    source: UsageSource
+    cost_micro_usd: int
+
+
+def charge(record: CallRecord, tokenizer: Tokenizer) -> Charge:
+    """What the call consumed: provider usage when given, else an estimate of what was
+    generated (nothing at all if no upstream answer began)."""
+    usage = record.usage
+    if usage is not None:
+        tokens_in, tokens_out = usage.prompt_tokens, usage.completion_tokens
+        cached = usage.cached_tokens
+        source: UsageSource = "provider"
+    elif record.upstream_started and record.request is not None:
+        tokens_in = estimate_prompt_tokens(record.request.messages, tokenizer)
+        tokens_out = estimate_completion_tokens("".join(record.relayed), tokenizer)
+        cached = 0
+        source = "estimated"
+    else:
+        return Charge(0, 0, 0, "none", 0)
+    price = record.deployment.price if record.deployment is not None else None
+    cost = (
+        cost_micro_usd(
+            price, input_tokens=tokens_in, output_tokens=tokens_out, cached_input_tokens=cached
+        )
+        if price is not None
+        else 0
+    )
+    return Charge(tokens_in, tokens_out, cached, source, cost)
+
+
+class Settler:
+    def __init__(self, writer: WriteBehind, tokenizer: Tokenizer) -> None:
+        self._writer = writer
+        self.tokenizer = tokenizer
+
+    async def settle(self, record: CallRecord, now: float) -> RequestRow:
+        bill = charge(record, self.tokenizer)
+        deployment = record.deployment
+        row = RequestRow(
+            request_id=record.request_id,
+            timestamp=utc_timestamp(record.started_wall),
+            key_id=record.key_id,
+            model=record.model,
+            provider=deployment.provider.name if deployment else None,
+            deployment=deployment.name if deployment else None,
+            upstream_model=deployment.upstream_model if deployment else None,
+            stream=record.stream,
+            status=record.status,
+            status_code=record.status_code,
+            error_code=record.error_code,
+            latency_ms=round((now - record.started) * 1000, 3),
+            ttft_ms=round(record.ttft * 1000, 3) if record.ttft is not None else None,
+            tokens_input=bill.tokens_input,
+            tokens_output=bill.tokens_output,
+            tokens_cached=bill.tokens_cached,
+            usage_source=bill.source,
+            cost_micro_usd=bill.cost_micro_usd,
+            attempts=record.attempts,
+        )
+        queued = await self._writer.submit(row)
+        log.info(
+            "call settled",
+            extra={
+                "key_id": row.key_id,
+                "model": row.model,
+                "provider": row.provider,
+                "deployment": row.deployment,
+                "stream": row.stream,
+                "status": row.status,
+                "status_code": row.status_code,
+                "error_code": row.error_code,
+                "latency_ms": row.latency_ms,
+                "ttft_ms": row.ttft_ms,
+                "tokens_input": row.tokens_input,
+                "tokens_output": row.tokens_output,
+                "usage_source": row.usage_source,
+                "cost_usd": micro_to_usd(row.cost_micro_usd),
+                "attempts": row.attempts,
+                "persisted": queued,
+            },
+        )
+        return row

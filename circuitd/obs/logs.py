@@ -1,0 +1,52 @@
+"""Structured JSON logs: one object per line, the request id on every line, no secrets.
+
+The request id travels in a ContextVar, which trio copies into each task, so any line logged
+while serving a request carries it without threading it through every call.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import msgspec
+
+request_id_var: ContextVar[str | None] = ContextVar("circuitd_request_id", default=None)
+
+_encoder = msgspec.json.Encoder()
+_STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
+        entry.update(
+            (name, value)
+            for name, value in record.__dict__.items()
+            if name not in _STD_ATTRS and not name.startswith("_")
+        )
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return _encoder.encode(entry).decode()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # hypercorn's access log would add a second, unstructured line per call.
+    logging.getLogger("hypercorn.access").disabled = True

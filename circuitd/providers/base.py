@@ -1,0 +1,75 @@
+"""The provider seam: how the relay talks to any upstream, in the OpenAI wire format.
+
+A provider turns a canonical (OpenAI-shaped) request body into an upstream call and exposes
+the answer as a `Reply`: status, a few headers, and either the whole JSON body (`read`) or the
+stream's event payloads (`events`, each an OpenAI `chat.completion.chunk` JSON text or
+`[DONE]`). Providers with another dialect translate inside; the relay never knows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from circuitd.core.pricing import Price
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One place a model can be served: provider + upstream model (+ key, later)."""
+
+    name: str
+    provider: Provider
+    upstream_model: str
+    price: Price | None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    request_id: str
+    body: bytes  # canonical request JSON, already rewritten for this deployment
+    stream: bool
+
+
+class UpstreamFailure(Exception):
+    """The upstream could not be reached or broke the protocol (connect error, cut, garbage).
+
+    `timeout` tells a deadline passed; `started` that bytes of the answer had arrived.
+    """
+
+    def __init__(self, message: str, *, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class Reply(Protocol):
+    status: int
+    retry_after: str | None
+    content_type: bytes
+
+    async def read(self) -> bytes:
+        """The whole body (JSON answers and error bodies)."""
+        ...
+
+    def events(self) -> AsyncIterator[str]:
+        """Stream event payloads in OpenAI chunk format; ends after `[DONE]` or raises
+        `UpstreamFailure` if the stream is cut or malformed."""
+        ...
+
+
+class Provider(Protocol):
+    name: str  # as configured, e.g. "openai"
+    kind: str  # adapter family, e.g. "openai", "mock"
+
+    def open(
+        self, deployment: Deployment, call: UpstreamCall
+    ) -> AbstractAsyncContextManager[Reply]:
+        """Starts the upstream call; the reply is valid inside the context. Leaving the
+        context early (cancellation, client gone) aborts the upstream request."""
+        ...
+
+    async def aclose(self) -> None: ...

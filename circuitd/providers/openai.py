@@ -1,0 +1,92 @@
+"""OpenAI-compatible adapter (OpenAI, and any server speaking its chat API).
+
+The canonical format *is* OpenAI's, so requests pass through as bytes and stream events are
+only split into payloads, never re-encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+
+from circuitd.core.sse import SSEDecoder, SSEError
+from circuitd.providers.base import Deployment, UpstreamCall, UpstreamFailure
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DONE = "[DONE]"
+
+
+def failure_from(exc: httpx.HTTPError) -> UpstreamFailure:
+    """One place that turns httpx's exceptions into the gateway's upstream failure."""
+    timeout = isinstance(exc, httpx.TimeoutException)
+    kind = type(exc).__name__
+    return UpstreamFailure(f"{kind}: {exc}" if str(exc) else kind, timeout=timeout)
+
+
+class HttpxReply:
+    __slots__ = ("_response", "content_type", "retry_after", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.retry_after = response.headers.get("retry-after")
+        self.content_type = response.headers.get("content-type", "application/json").encode()
+
+    async def read(self) -> bytes:
+        try:
+            return await self._response.aread()
+        except httpx.HTTPError as exc:
+            raise failure_from(exc) from exc
+
+    async def events(self) -> AsyncIterator[str]:
+        decoder = SSEDecoder()
+        try:
+            async for data in self._response.aiter_raw():
+                for event in decoder.feed(data):
+                    yield event.data
+                    if event.data == DONE:
+                        return
+            decoder.end()
+        except httpx.HTTPError as exc:
+            raise failure_from(exc) from exc
+        except SSEError as exc:
+            raise UpstreamFailure(f"malformed event stream: {exc}") from exc
+
+
+class OpenAIProvider:
+    kind = "openai"
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str | None,
+        api_key: str | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
+        self._headers = {"content-type": "application/json", **(headers or {})}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+
+    @asynccontextmanager
+    async def open(self, deployment: Deployment, call: UpstreamCall) -> AsyncIterator[HttpxReply]:
+        request = self._client.build_request(
+            "POST", self._url, content=call.body, headers=self._headers
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise failure_from(exc) from exc
+        try:
+            yield HttpxReply(response)
+        finally:
+            await response.aclose()
+
+    async def aclose(self) -> None:
+        """The shared client is owned (and closed) by the gateway."""

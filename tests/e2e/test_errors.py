@@ -1,0 +1,142 @@
+"""Each error status, OpenAI-shaped, and the daemon still answers afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.harness import running_gateway
+
+KEY = "k-test"
+AUTH = {"authorization": f"Bearer {KEY}"}
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+CONFIG = """
+[server]
+max_body_bytes = 4096
+
+[upstream]
+read_timeout_s = 0.5
+
+[providers.up]
+kind = "openai"
+base_url = "{upstream}"
+api_key = "upstream-key"
+
+[providers.local]
+kind = "mock"
+
+[models."gpt-4o-mini"]
+deployments = [{{ provider = "up" }}]
+
+[models."local"]
+deployments = [{{ provider = "local", model = "mock-1" }}]
+
+[[keys]]
+id = "tester"
+key = "k-test"
+models = ["gpt-4o-mini"]
+"""
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert set(error) == {"message", "type", "code", "param"}
+    assert error["message"]
+    assert response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "code"),
+    [
+        ({"content": b"{not json", "headers": AUTH}, 400, "invalid_request_error"),
+        ({"json": {"model": "gpt-4o-mini"}, "headers": AUTH}, 400, "invalid_request_error"),
+        ({"json": CHAT}, 401, "invalid_api_key"),
+        ({"json": CHAT, "headers": {"authorization": "Bearer wrong"}}, 401, "invalid_api_key"),
+        ({"json": {**CHAT, "model": "local"}, "headers": AUTH}, 403, "model_not_allowed"),
+        ({"json": {**CHAT, "model": "gpt-9"}, "headers": AUTH}, 404, "model_not_found"),
+        ({"content": b"x" * 5000, "headers": AUTH}, 413, "request_too_large"),
+        ({"json": {**CHAT, "mock": {"status": 500}}, "headers": AUTH}, 502, "upstream_error"),
+        ({"json": {**CHAT, "mock": {"latency_ms": 3000}}, "headers": AUTH}, 504, "upstream_timeout"),
+    ],
+)
+async def test_error_statuses(
+    tmp_path: Path, upstream: str, kwargs: dict[str, object], status: int, code: str
+) -> None:
+    async with (
+        running_gateway(tmp_path, config_text=CONFIG.format(upstream=upstream)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        response = await client.post("/v1/chat/completions", **kwargs)  # type: ignore[arg-type]
+        assert_error(response, status, code)
+        # ... and the daemon still answers.
+        ok = await client.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+        assert ok.status_code == 200, ok.text
+        await gateway.drain()
+    rows = gateway.rows()
+    assert len(rows) == 2  # one row per call, refusals included
+    assert rows[0]["status_code"] == status
+    assert rows[0]["status"] == ("refused" if status < 500 else "error")
+    assert rows[1]["status"] == "ok"
+
+
+async def test_upstream_4xx_is_relayed_with_its_status_and_body(
+    tmp_path: Path, upstream: str
+) -> None:
+    async with (
+        running_gateway(tmp_path, config_text=CONFIG.format(upstream=upstream)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        response = await client.post(
+            "/v1/chat/completions", json={**CHAT, "mock": {"status": 400}}, headers=AUTH
+        )
+        assert response.status_code == 400
+        assert response.json()["error"]["type"] == "invalid_request_error"
+        await gateway.drain()
+    [row] = gateway.rows()
+    assert (row["status"], row["status_code"], row["cost_micro_usd"]) == ("error", 400, 0)
+
+
+async def test_routes_and_methods(tmp_path: Path, upstream: str) -> None:
+    async with (
+        running_gateway(tmp_path, config_text=CONFIG.format(upstream=upstream)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        assert_error(await client.get("/nope"), 404, "not_found")
+        assert_error(await client.get("/v1/chat/completions"), 405, "method_not_allowed")
+        assert_error(await client.get("/v1/models"), 401, "invalid_api_key")
+        models = (await client.get("/v1/models", headers=AUTH)).json()
+        assert models["object"] == "list"
+        by_id = {m["id"]: m for m in models["data"]}
+        assert by_id["gpt-4o-mini"]["providers"] == ["up"]
+        assert by_id["gpt-4o-mini"]["input_usd_per_mtok"] is not None
+        health = (await client.get("/health")).json()
+        assert health["status"] == "ok"
+        assert health["providers"] == {"up": "openai", "local": "mock"}
+
+
+async def test_stream_upstream_failure_before_first_byte_is_a_plain_error(
+    tmp_path: Path, upstream: str
+) -> None:
+    async with (
+        running_gateway(tmp_path, config_text=CONFIG.format(upstream=upstream)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        body = {**CHAT, "stream": True, "mock": {"status": 503, "retry_after": 1}}
+        response = await client.post("/v1/chat/completions", json=body, headers=AUTH)
+        assert_error(response, 502, "upstream_error")
+        stalled = {**CHAT, "stream": True, "mock": {"stall_after": 1}}
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=stalled, headers=AUTH
+        ) as streamed:
+            text = (await streamed.aread()).decode()
+        # The stall is cut at the idle timeout with an explicit error event, never [DONE].
+        assert '"code":"upstream_timeout"' in text
+        assert "[DONE]" not in text
+        await gateway.drain()
+    rows = gateway.rows()
+    assert [r["status"] for r in rows] == ["error", "partial"]

@@ -1,0 +1,82 @@
+"""circuitd as a process: SIGTERM lets an in-flight stream finish, drains the ledger, exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import apsw
+import httpx
+import trio
+
+KEY = "proc-key"
+
+
+def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "circuitd", "serve", "--port", "0", *args],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "CIRCUIT_API_KEYS": KEY,
+            "CIRCUIT_DB": str(tmp_path / "ledger.db"),
+            **env,
+        },
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stderr is not None
+    for line in process.stderr:  # JSON log lines; wait for the one that says where we listen
+        entry = json.loads(line)
+        if entry["msg"] == "listening":
+            return process, entry["urls"][0]
+    raise AssertionError(f"circuitd exited early with {process.wait()}")
+
+
+def count_rows(db: Path) -> int:
+    connection = apsw.Connection(str(db))
+    try:
+        return int(connection.execute("SELECT count(*) FROM requests").fetchall()[0][0])
+    finally:
+        connection.close()
+
+
+async def test_sigterm_during_stream_lets_it_finish(tmp_path: Path) -> None:
+    # The in-process mock provider, slowed so that the stream is still running at SIGTERM.
+    process, url = start(tmp_path, PROVIDER="MOCK")
+    try:
+        async with httpx.AsyncClient(base_url=url) as client:
+            ok = await client.post(
+                "/v1/chat/completions",
+                json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "a"}]},
+                headers={"authorization": f"Bearer {KEY}"},
+            )
+            assert ok.status_code == 200
+            body = {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "b"}],
+                "stream": True,
+                "mock": {"chunk_delay_ms": 50, "chunks": 20},  # slow enough to outlive SIGTERM
+            }
+            async with client.stream(
+                "POST",
+                "/v1/chat/completions",
+                json=body,
+                headers={"authorization": f"Bearer {KEY}"},
+            ) as response:
+                chunks = response.aiter_raw()
+                first = await chunks.__anext__()
+                assert first.startswith(b"data: ")
+                process.send_signal(signal.SIGTERM)
+                rest = b"".join([chunk async for chunk in chunks])
+        assert rest.endswith(b"data: [DONE]\n\n")
+        assert await trio.to_thread.run_sync(process.wait) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert count_rows(tmp_path / "ledger.db") == 2
