@@ -1,0 +1,73 @@
+"""Versioned schema: `MIGRATIONS[i]` takes the database from `user_version` i to i + 1.
+
+Migrations are append-only: never edit a shipped one, add the next. Each runs in one
+transaction together with its `PRAGMA user_version` bump, so a crash leaves either the old or
+the new version, never half of one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# v1: one row per settled call, per-attempt detail (filled later), and the daily roll-up that
+# usage and budget queries read so they never scan raw rows.
+_V1: Final = """
+CREATE TABLE requests (
+    -- an append-only rowid: cheap inserts, and the writer uses it to find a batch's rows
+    id INTEGER PRIMARY KEY,
+    request_id TEXT NOT NULL UNIQUE,
+    timestamp TEXT NOT NULL,
+    key_id TEXT,
+    model TEXT NOT NULL,
+    provider TEXT,
+    deployment TEXT,
+    upstream_model TEXT,
+    stream INTEGER NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('ok', 'error', 'partial', 'disconnected', 'refused')),
+    status_code INTEGER NOT NULL,
+    error_code TEXT,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    tokens_input INTEGER NOT NULL,
+    tokens_output INTEGER NOT NULL,
+    tokens_cached INTEGER NOT NULL,
+    usage_source TEXT NOT NULL CHECK (usage_source IN ('provider', 'estimated', 'none')),
+    cost_micro_usd INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,  -- cost_micro_usd / 1e6, for people querying by hand
+    attempts INTEGER NOT NULL
+);
+CREATE INDEX requests_timestamp ON requests (timestamp);
+CREATE INDEX requests_key_timestamp ON requests (key_id, timestamp);
+
+CREATE TABLE provider_attempts (
+    request_id TEXT NOT NULL
+        REFERENCES requests (request_id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    attempt INTEGER NOT NULL,
+    provider TEXT,
+    deployment TEXT,
+    status_code INTEGER,
+    error TEXT,
+    latency_ms REAL,
+    started_at TEXT,
+    PRIMARY KEY (request_id, attempt)
+) WITHOUT ROWID;
+
+-- NULL key/provider are stored as '' so they take part in the primary key.
+CREATE TABLE usage_daily (
+    day TEXT NOT NULL,  -- 'YYYY-MM-DD', UTC, from requests.timestamp
+    key_id TEXT NOT NULL DEFAULT '',
+    model TEXT NOT NULL,
+    provider TEXT NOT NULL DEFAULT '',
+    requests INTEGER NOT NULL DEFAULT 0,
+    tokens_input INTEGER NOT NULL DEFAULT 0,
+    tokens_output INTEGER NOT NULL DEFAULT 0,
+    tokens_cached INTEGER NOT NULL DEFAULT 0,
+    cost_micro_usd INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (day, key_id, model, provider)
+) WITHOUT ROWID;
+CREATE INDEX usage_daily_key_day ON usage_daily (key_id, day);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
