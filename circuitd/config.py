@@ -19,6 +19,9 @@ from typing import Any, Literal
 
 import msgspec
 
+from circuitd.core.backoff import RetryPolicy
+from circuitd.core.breaker import BreakerPolicy
+
 ProviderKind = Literal["openai", "mock"]
 PROVIDER_KINDS: tuple[str, ...] = ("openai", "mock")
 # Seed-compatible `PROVIDER` values; ANTHROPIC's adapter is not built yet (see issue 6).
@@ -29,7 +32,7 @@ class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     pass
 
 
-class ServerConfig(_Section):
+class ServerConfig(_Section, frozen=True):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -38,7 +41,7 @@ class ServerConfig(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class StoreConfig(_Section):
+class StoreConfig(_Section, frozen=True):
     path: str = "data/circuit.db"
     queue_size: int = 10_000
     batch_rows: int = 256
@@ -46,7 +49,7 @@ class StoreConfig(_Section):
     block_timeout_ms: float = 50.0  # a full queue makes settlement wait this long, then drop
 
 
-class UpstreamConfig(_Section):
+class UpstreamConfig(_Section, frozen=True):
     max_connections: int = 1024
     max_keepalive_connections: int = 256
     keepalive_expiry_s: float = 30.0
@@ -55,7 +58,7 @@ class UpstreamConfig(_Section):
     total_timeout_s: float = 600.0
 
 
-class MockConfig(_Section):
+class MockConfig(_Section, frozen=True):
     """The in-process mock provider: deterministic text, realistic usage."""
 
     latency_ms: float = 0.0
@@ -64,7 +67,7 @@ class MockConfig(_Section):
     chunks: int | None = None
 
 
-class ProviderConfig(_Section):
+class ProviderConfig(_Section, frozen=True):
     kind: ProviderKind
     base_url: str | None = None  # OpenAI-style: includes the `/v1` prefix
     api_key: str | None = None
@@ -72,7 +75,7 @@ class ProviderConfig(_Section):
     headers: dict[str, str] = {}
 
 
-class DeploymentConfig(_Section):
+class DeploymentConfig(_Section, frozen=True):
     provider: str
     model: str | None = None  # upstream model name; default: the alias
     name: str | None = None  # default: "<provider>/<model>"
@@ -83,11 +86,11 @@ class DeploymentConfig(_Section):
     max_output_tokens: int | None = None
 
 
-class ModelConfig(_Section):
+class ModelConfig(_Section, frozen=True):
     deployments: list[DeploymentConfig]
 
 
-class KeyConfig(_Section):
+class KeyConfig(_Section, frozen=True):
     id: str
     key: str | None = None
     key_env: str | None = None
@@ -96,11 +99,13 @@ class KeyConfig(_Section):
     daily_usd_limit: float | None = None
 
 
-class Config(_Section):
+class Config(_Section, frozen=True):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
     upstream: UpstreamConfig = UpstreamConfig()
     mock: MockConfig = MockConfig()
+    breaker: BreakerPolicy = BreakerPolicy()
+    retry: RetryPolicy = RetryPolicy()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     keys: list[KeyConfig] = []
@@ -124,6 +129,8 @@ _SECTION_TYPES: dict[str, Any] = {
     "store": StoreConfig,
     "upstream": UpstreamConfig,
     "mock": MockConfig,
+    "breaker": BreakerPolicy,
+    "retry": RetryPolicy,
     "providers": dict[str, ProviderConfig],
     "models": dict[str, ModelConfig],
     "keys": list[KeyConfig],

@@ -18,7 +18,7 @@ import signal
 import socket
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -95,7 +95,7 @@ async def run_worker(
     Drain: stop accepting, let in-flight calls and streams finish (up to
     `server.drain_timeout_s`), then flush the write-behind queue.
     """
-    stop = stop or trio.Event()
+    stop = trio.Event() if stop is None else stop
     async with open_gateway(config, env) as gateway:
         if gateway.auth.open:
             log.warning("no API keys configured: every caller is accepted (loopback only)")
@@ -118,7 +118,7 @@ async def run_worker(
                 binds = await serving.start(
                     partial(
                         worker_serve,
-                        wrap_app(App(gateway), 0, "asgi"),
+                        wrap_app(cast(Any, App(gateway)), 0, "asgi"),
                         hypercorn_config(config),
                         sockets=Sockets([], [sock], []),
                         shutdown_trigger=shutdown_trigger,

@@ -26,6 +26,7 @@ from circuitd.errors import (
 from circuitd.gateway.asgi import (
     JSON,
     Headers,
+    Message,
     Receive,
     Scope,
     Send,
@@ -33,12 +34,20 @@ from circuitd.gateway.asgi import (
     read_body,
     start_response,
 )
-from circuitd.gateway.relay import relay_json, relay_stream
+from circuitd.gateway.auth import Principal
+from circuitd.gateway.relay import (
+    CLIENT_CLOSED,
+    ClientWatch,
+    json_attempt,
+    stream_attempt,
+    watch_client,
+)
 from circuitd.gateway.rewrite import client_wants_usage, upstream_body
+from circuitd.gateway.router import route
 from circuitd.gateway.runtime import Gateway
 from circuitd.gateway.settle import CallRecord
 from circuitd.obs.logs import request_id_var
-from circuitd.providers.base import UpstreamCall
+from circuitd.providers.base import Deployment, UpstreamCall
 from circuitd.wire.openai import ChatRequestView, chat_request_decoder
 
 log = logging.getLogger("circuitd.app")
@@ -124,6 +133,7 @@ class App:
                 "providers": {name: p.kind for name, p in gateway.providers.items()},
                 "auth": "open" if gateway.auth.open else "keys",
                 "write_queue": gateway.writer.statistics(),
+                "circuit_breakers": gateway.breakers.snapshots(),
             }
         )
         await start_response(send, 503 if gateway.draining else 200, base, body)
@@ -134,10 +144,16 @@ class App:
         gateway = self.gateway
         record = CallRecord(request_id, trio.current_time(), time.time())
         response_started = False
+        watch: ClientWatch | None = None
 
-        async def tracking_send(message: dict[str, object]) -> None:
+        async def tracking_send(message: Message) -> None:
             nonlocal response_started
             response_started = True
+            final = message["type"] == "http.response.body" and not message.get("more_body")
+            if watch is not None and final:
+                # The server reports the end of a completed response as a disconnect; it must
+                # neither count as the client leaving nor cancel us inside this `send`.
+                watch.completing = True
             await send(message)
 
         try:
@@ -148,34 +164,49 @@ class App:
             body = await read_body(scope, receive, gateway.config.server.max_body_bytes)
             view = decode_chat_request(body)
             record.request, record.stream = view, bool(view.stream)
-            deployment = gateway.router.resolve(view.model)[0]
-            principal.check_model(view.model)
-            call = UpstreamCall(
-                request_id, upstream_body(body, view, deployment.upstream_model), record.stream
-            )
+            candidates = self._candidates(view, principal)
             deadline = record.started + gateway.config.upstream.total_timeout_s
-            if record.stream:
-                await relay_stream(
+
+            async with watch_client(receive) as watch:
+
+                async def attempt(deployment: Deployment) -> None:
+                    call = UpstreamCall(
+                        request_id,
+                        upstream_body(body, view, deployment.upstream_model),
+                        record.stream,
+                    )
+                    if record.stream:
+                        await stream_attempt(
+                            record,
+                            deployment,
+                            call,
+                            send=tracking_send,
+                            headers=base,
+                            deadline=deadline,
+                            client_wants_usage=client_wants_usage(view),
+                        )
+                    else:
+                        await json_attempt(
+                            record,
+                            deployment,
+                            call,
+                            send=tracking_send,
+                            headers=base,
+                            deadline=deadline,
+                            tokenizer=gateway.settler.tokenizer,
+                        )
+
+                await route(
                     record,
-                    deployment,
-                    call,
-                    receive=receive,
-                    send=tracking_send,
-                    headers=base,
+                    candidates,
+                    attempt,
+                    breakers=gateway.breakers,
+                    retry=gateway.config.retry,
                     deadline=deadline,
-                    client_wants_usage=client_wants_usage(view),
                 )
-            else:
-                await relay_json(
-                    record,
-                    deployment,
-                    call,
-                    receive=receive,
-                    send=tracking_send,
-                    headers=base,
-                    deadline=deadline,
-                    tokenizer=gateway.settler.tokenizer,
-                )
+            if watch.disconnected:
+                record.status, record.status_code = "disconnected", CLIENT_CLOSED
+                record.error_code = None
         except GatewayError as error:
             record.fail(error)
             if not response_started:
@@ -191,6 +222,16 @@ class App:
         finally:
             with trio.CancelScope(shield=True):
                 await gateway.settler.settle(record, trio.current_time())
+
+    def _candidates(self, view: ChatRequestView, principal: Principal) -> list[Deployment]:
+        """The model's deployments, then those of each `circuit_breaker.fallback_models`."""
+        router = self.gateway.router
+        candidates = list(router.resolve(view.model))
+        principal.check_model(view.model)
+        for alias in view.circuit_breaker.fallback_models if view.circuit_breaker else ():
+            principal.check_model(alias)
+            candidates.extend(d for d in router.resolve(alias) if d not in candidates)
+        return candidates
 
 
 async def _send_error(send: Send, error: GatewayError, base: Headers) -> None:

@@ -1,13 +1,20 @@
-"""Relays one upstream call to the client: JSON answers whole, SSE streams chunk by chunk.
+"""One upstream attempt, relayed to the client: JSON answers whole, SSE streams chunk by chunk.
 
-Both run inside `watch_client`, a nursery whose second task waits for the client to go away
-and then cancels the upstream call (so a vanished client stops the provider's generation and
-its billing). A stream that fails after its first byte was sent ends with an explicit error
-event, never a clean `[DONE]`.
+An attempt either answers the client or raises `AttemptFailed`, which says what the upstream
+did (status, Retry-After, timeout, connect error, cut) so that the router can record it in the
+breaker and decide on a retry or a fallback. Nothing is sent to the client before an attempt
+has an answer worth relaying, so retries stay possible until the first byte. A stream that
+fails after it started ends with an explicit error event, never a clean `[DONE]`, and raises
+`AttemptFailed(started=True)`: no retry can follow it.
+
+`watch_client` wraps the whole call (every attempt and the waits between them): a nursery
+whose second task waits for the client to go away and then cancels the call, so a vanished
+client stops the provider's generation and its billing.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +22,7 @@ from dataclasses import dataclass
 import msgspec
 import trio
 
+from circuitd.core.backoff import parse_retry_after
 from circuitd.core.pricing import micro_to_usd
 from circuitd.core.sse import DONE
 from circuitd.core.tokens import Tokenizer
@@ -36,9 +44,51 @@ _DONE_PAYLOAD = "[DONE]"
 CLIENT_CLOSED = 499  # nginx's "client closed request": the status recorded for disconnects
 
 
+class AttemptFailed(Exception):
+    """An attempt's failure: the client-facing error plus what the breaker and retry policy
+    need to know about the upstream's behaviour."""
+
+    def __init__(
+        self,
+        error: GatewayError,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        timeout: bool = False,
+        connect_error: bool = False,
+        cut: bool = False,
+        started: bool = False,
+    ) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.status = status
+        self.retry_after = retry_after
+        self.timeout = timeout
+        self.connect_error = connect_error
+        self.cut = cut
+        self.started = started  # bytes reached the client: no retry, the call is settled
+
+    @classmethod
+    def from_failure(cls, failure: UpstreamFailure, *, started: bool = False) -> AttemptFailed:
+        if failure.timeout:
+            error: GatewayError = UpstreamTimeout(f"Upstream timed out: {failure}")
+        else:
+            error = UpstreamError(f"Upstream failed: {failure}")
+        return cls(
+            error,
+            timeout=failure.timeout,
+            connect_error=failure.connect,
+            cut=started or not (failure.timeout or failure.connect),
+            started=started,
+        )
+
+
 @dataclass(slots=True)
 class ClientWatch:
     disconnected: bool = False
+    # Set just before the last bytes are sent: the server reports the end of a completed
+    # response as `http.disconnect` too, and that must not count as the client going away.
+    completing: bool = False
     error: GatewayError | None = None
 
 
@@ -46,8 +96,9 @@ async def _watch(receive: Receive, scope: trio.CancelScope, watch: ClientWatch) 
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            watch.disconnected = True
-            scope.cancel()
+            if not watch.completing:
+                watch.disconnected = True
+                scope.cancel()
             return
 
 
@@ -82,8 +133,9 @@ class GatewayMeta(msgspec.Struct):
 
 def upstream_error(status: int, body: bytes, content_type: bytes) -> GatewayError:
     """Maps a non-2xx upstream answer: request-caused 4xx are relayed as they are; the rest
-    become the gateway's 502/504 with the upstream's message summarised."""
-    if 400 <= status < 500 and status != 408:
+    become the gateway's 502/504 with the upstream's message summarised. An upstream 401/403
+    refuses the *deployment's* key, which is the operator's problem, not the client's."""
+    if 400 <= status < 500 and status not in (401, 403, 408):
         return UpstreamRejected(status, body, content_type)
     summary = body[:300].decode("utf-8", "replace").strip()
     message = f"Upstream answered {status}" + (f": {summary}" if summary else "")
@@ -92,10 +144,14 @@ def upstream_error(status: int, body: bytes, content_type: bytes) -> GatewayErro
     return UpstreamError(message)
 
 
-def _failure_error(failure: UpstreamFailure) -> GatewayError:
-    if failure.timeout:
-        return UpstreamTimeout(f"Upstream timed out: {failure}")
-    return UpstreamError(f"Upstream failed: {failure}")
+async def _check_status(reply: Reply) -> None:
+    if reply.status >= 300:
+        body = await reply.read()
+        raise AttemptFailed(
+            upstream_error(reply.status, body, reply.content_type),
+            status=reply.status,
+            retry_after=parse_retry_after(reply.retry_after, time.time()),
+        )
 
 
 def inject_meta(body: bytes, meta: GatewayMeta) -> bytes:
@@ -117,44 +173,33 @@ def _headers(base: Headers, deployment: Deployment, record: CallRecord) -> Heade
     ]
 
 
-async def _raise_for_status(reply: Reply) -> None:
-    if reply.status >= 300:
-        body = await reply.read()
-        raise upstream_error(reply.status, body, reply.content_type)
-
-
-async def relay_json(
+async def json_attempt(
     record: CallRecord,
     deployment: Deployment,
     call: UpstreamCall,
     *,
-    receive: Receive,
     send: Send,
     headers: Headers,
     deadline: float,
     tokenizer: Tokenizer,
 ) -> None:
-    record.deployment = deployment
-    record.attempts += 1
     body = b""
-    async with watch_client(receive) as client:
-        with trio.move_on_at(deadline) as timer:
-            try:
-                async with deployment.provider.open(deployment, call) as reply:
-                    await _raise_for_status(reply)
-                    record.upstream_started = True
-                    body = await reply.read()
-            except UpstreamFailure as failure:
-                raise _failure_error(failure) from failure
-    if client.disconnected:
-        record.status, record.status_code, record.error_code = "disconnected", CLIENT_CLOSED, None
-        return
+    with trio.move_on_at(deadline) as timer:
+        try:
+            async with deployment.provider.open(deployment, call) as reply:
+                await _check_status(reply)
+                record.upstream_started = True
+                body = await reply.read()
+        except UpstreamFailure as failure:
+            raise AttemptFailed.from_failure(failure) from failure
     if timer.cancelled_caught:
-        raise UpstreamTimeout("Upstream did not answer within the call's deadline.")
+        timeout = UpstreamTimeout("Upstream did not answer within the call's deadline.")
+        raise AttemptFailed(timeout, timeout=True)
     try:
         record.usage = completion_decoder.decode(body).usage
     except msgspec.DecodeError as exc:
-        raise UpstreamError("Upstream answered with a malformed chat.completion body.") from exc
+        malformed = UpstreamError("Upstream answered with a malformed chat.completion body.")
+        raise AttemptFailed(malformed, status=200, cut=True) from exc
     meta = GatewayMeta(
         request_id=record.request_id,
         provider=deployment.provider.name,
@@ -172,86 +217,88 @@ def _error_event(error: GatewayError) -> bytes:
     return b"data: " + _encoder.encode(envelope) + b"\n\n"
 
 
-async def relay_stream(
+async def stream_attempt(
     record: CallRecord,
     deployment: Deployment,
     call: UpstreamCall,
     *,
-    receive: Receive,
     send: Send,
     headers: Headers,
     deadline: float,
     client_wants_usage: bool,
 ) -> None:
     """Forwards upstream events as they arrive; counts usage and relayed text on the way."""
-    record.deployment = deployment
-    record.attempts += 1
-    failure: GatewayError | None = None
-    done = False
+    failure: AttemptFailed | None = None
+    started = done = False
     finished = False  # a finish_reason was seen: the answer is complete even without [DONE]
-    async with watch_client(receive) as client:
-        with trio.move_on_at(deadline) as timer:
-            try:
-                async with deployment.provider.open(deployment, call) as reply:
-                    await _raise_for_status(reply)
-                    record.upstream_started = True
-                    stream_headers = [
-                        (b"content-type", b"text/event-stream; charset=utf-8"),
-                        (b"cache-control", b"no-cache"),
-                        *_headers(headers, deployment, record),
-                    ]
-                    await send(
-                        {"type": "http.response.start", "status": 200, "headers": stream_headers}
-                    )
-                    record.status_code = 200
-                    async with aclosing(reply.events()) as events:
-                        async for payload in events:
-                            if payload == _DONE_PAYLOAD:
-                                done = True
-                                break
-                            try:
-                                chunk = chunk_decoder.decode(payload)
-                            except msgspec.DecodeError as exc:
-                                raise UpstreamFailure("malformed stream chunk") from exc
-                            if chunk.error is not None:
-                                raise UpstreamFailure(f"error event: {chunk.error}")
-                            if chunk.usage is not None:
-                                record.usage = chunk.usage
-                                if not chunk.choices and not client_wants_usage:
-                                    continue  # the usage chunk only the gateway asked for
-                            for choice in chunk.choices:
-                                delta = choice.delta
-                                if delta is not None and delta.content:
-                                    if record.ttft is None:
-                                        record.ttft = trio.current_time() - record.started
-                                    record.relayed.append(delta.content)
-                                if choice.finish_reason is not None:
-                                    finished = True
-                            await send(
-                                {
-                                    "type": "http.response.body",
-                                    "body": b"data: " + payload.encode() + b"\n\n",
-                                    "more_body": True,
-                                }
-                            )
-            except UpstreamFailure as exc:
-                failure = _failure_error(exc)
-                if record.status_code != 200:
-                    raise failure from exc  # nothing sent yet: a plain error response
-        if timer.cancelled_caught:
-            failure = UpstreamTimeout("Upstream stream exceeded the call's deadline.")
-            if record.status_code != 200:
-                raise failure
-        if failure is None and not (done or finished):
-            failure = UpstreamError("Upstream stream ended before completion.")
-        if failure is None:
-            await send({"type": "http.response.body", "body": DONE, "more_body": False})
-            record.status, record.error_code = "ok", None
-        else:
-            await send(
-                {"type": "http.response.body", "body": _error_event(failure), "more_body": False}
-            )
-            record.status = "partial" if record.relayed else "error"
-            record.status_code, record.error_code = failure.status, failure.code
-    if client.disconnected:
-        record.status, record.status_code, record.error_code = "disconnected", CLIENT_CLOSED, None
+    with trio.move_on_at(deadline) as timer:
+        try:
+            async with deployment.provider.open(deployment, call) as reply:
+                await _check_status(reply)
+                record.upstream_started = True
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-type", b"text/event-stream; charset=utf-8"),
+                            (b"cache-control", b"no-cache"),
+                            *_headers(headers, deployment, record),
+                        ],
+                    }
+                )
+                started = True
+                record.status_code = 200
+                async with aclosing(reply.events()) as events:
+                    async for payload in events:
+                        if payload == _DONE_PAYLOAD:
+                            done = True
+                            break
+                        try:
+                            chunk = chunk_decoder.decode(payload)
+                        except msgspec.DecodeError as exc:
+                            raise UpstreamFailure("malformed stream chunk") from exc
+                        if chunk.error is not None:
+                            raise UpstreamFailure(f"error event: {chunk.error}")
+                        if chunk.usage is not None:
+                            record.usage = chunk.usage
+                            if not chunk.choices and not client_wants_usage:
+                                continue  # the usage chunk only the gateway asked for
+                        for choice in chunk.choices:
+                            delta = choice.delta
+                            if delta is not None and delta.content:
+                                if record.ttft is None:
+                                    record.ttft = trio.current_time() - record.started
+                                record.relayed.append(delta.content)
+                            if choice.finish_reason is not None:
+                                finished = True
+                        await send(
+                            {
+                                "type": "http.response.body",
+                                "body": b"data: " + payload.encode() + b"\n\n",
+                                "more_body": True,
+                            }
+                        )
+        except UpstreamFailure as exc:
+            failure = AttemptFailed.from_failure(exc, started=started)
+            if not started:
+                raise failure from exc
+    if timer.cancelled_caught:
+        error = UpstreamTimeout("Upstream stream exceeded the call's deadline.")
+        failure = AttemptFailed(error, timeout=True, started=started)
+        if not started:
+            raise failure
+    if failure is None and not (done or finished):
+        failure = AttemptFailed(
+            UpstreamError("Upstream stream ended before completion."), cut=True, started=True
+        )
+    if failure is None:
+        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+        record.status, record.error_code = "ok", None
+        return
+    await send(
+        {"type": "http.response.body", "body": _error_event(failure.error), "more_body": False}
+    )
+    record.status = "partial" if record.relayed else "error"
+    record.status_code, record.error_code = failure.error.status, failure.error.code
+    raise failure

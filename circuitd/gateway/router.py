@@ -6,11 +6,22 @@ one provider, with its price looked up in the default table.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+import trio
+
+from circuitd.core.backoff import RetryPolicy, backoff_delay, next_attempt_at, should_retry
+from circuitd.core.breaker import Outcome, classify
 from circuitd.core.pricing import PriceTable
-from circuitd.errors import ModelNotFound
+from circuitd.errors import ModelNotFound, ServiceUnavailable
+from circuitd.gateway.breakers import Breakers
+from circuitd.gateway.relay import AttemptFailed
+from circuitd.gateway.settle import CallRecord, utc_timestamp
 from circuitd.providers.base import Deployment, Provider
+from circuitd.store.rows import AttemptRow
 
 _PASSTHROUGH_CACHE = 4096  # distinct model names remembered in env-only mode
 
@@ -44,3 +55,105 @@ class Router:
             self._passthrough.clear()  # bounded: client-chosen names must not grow memory
         self._passthrough[alias] = (deployment,)
         return (deployment,)
+
+
+# -- attempts: breaker, retries with backoff, ordered fallback ------------------------------
+
+Attempt = Callable[[Deployment], Awaitable[None]]
+
+
+def _describe(failed: AttemptFailed) -> str:
+    if failed.status is not None:
+        return f"upstream answered {failed.status}"
+    if failed.connect_error:
+        return "connect error"
+    if failed.timeout:
+        return "timeout"
+    return "cut" if failed.cut else "failed"
+
+
+async def route(
+    record: CallRecord,
+    candidates: Sequence[Deployment],
+    attempt: Attempt,
+    *,
+    breakers: Breakers,
+    retry: RetryPolicy,
+    deadline: float,
+) -> None:
+    """Tries `candidates` in order until one answers.
+
+    Each deployment gets up to `retry.max_attempts` attempts while its breaker admits them;
+    retries back off with full jitter (at least the upstream's Retry-After) and never start
+    after the call's deadline. A 4xx caused by the request ends the call at once (relayed),
+    and so does a stream that already sent bytes (it has settled its record). Raises the last
+    attempt's error, or 503 when no breaker admitted any attempt.
+    """
+    last: AttemptFailed | None = None
+    for deployment in candidates:
+        breaker = breakers.get(deployment.name)
+        for number in itertools.count(1):
+            now = trio.current_time()
+            permit = breaker.acquire(now)
+            breakers.log_transitions(deployment.name, breaker)
+            if permit is None:
+                break  # open, or half-open with its probes taken: try the next deployment
+            record.deployment = deployment
+            record.attempts += 1
+            started_wall = time.time()
+            failed: AttemptFailed | None = None
+            try:
+                await attempt(deployment)
+            except AttemptFailed as exc:
+                failed = exc
+            except BaseException:  # cancelled (client gone, shutdown): no verdict on upstream
+                breaker.record(permit, Outcome.CANCELLED, trio.current_time())
+                raise
+            finally:
+                end = trio.current_time()
+                record.attempt_log.append(
+                    AttemptRow(
+                        attempt=record.attempts,
+                        provider=deployment.provider.name,
+                        deployment=deployment.name,
+                        status_code=200 if failed is None else failed.status,
+                        error=None if failed is None else _describe(failed),
+                        latency_ms=round((end - now) * 1000, 3),
+                        started_at=utc_timestamp(started_wall),
+                    )
+                )
+            if failed is None:
+                breaker.record(permit, Outcome.SUCCESS, end)
+                breakers.log_transitions(deployment.name, breaker)
+                return
+            outcome = classify(
+                failed.status,
+                timeout=failed.timeout,
+                connect_error=failed.connect_error,
+                cut=failed.cut,
+                retry_after=failed.retry_after,
+            )
+            breaker.record(permit, outcome, end, failed.retry_after)
+            breakers.log_transitions(deployment.name, breaker)
+            last = failed
+            if failed.started:
+                return  # bytes already relayed: the stream ended with an error event
+            if outcome is Outcome.IGNORED:
+                raise failed.error  # the request's own fault: relayed, never retried
+            retryable = should_retry(
+                retry,
+                number,
+                status=failed.status,
+                timeout=failed.timeout,
+                connect_error=failed.connect_error,
+            )
+            if not retryable:
+                break
+            delay = backoff_delay(retry, number, random.random(), failed.retry_after)
+            at = next_attempt_at(end, delay, deadline)
+            if at is None:
+                raise failed.error  # no time left for another attempt anywhere
+            await trio.sleep_until(at)
+    if last is None:
+        raise ServiceUnavailable("Upstream provider temporarily unavailable")
+    raise last.error

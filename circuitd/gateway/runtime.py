@@ -21,6 +21,7 @@ from circuitd.config import Config, DeploymentConfig, ProviderConfig
 from circuitd.core.pricing import Price, PriceTable
 from circuitd.core.tokens import default_tokenizer
 from circuitd.gateway.auth import Authenticator
+from circuitd.gateway.breakers import Breakers
 from circuitd.gateway.router import Router
 from circuitd.gateway.settle import Settler
 from circuitd.providers.base import Deployment, Provider
@@ -40,6 +41,7 @@ class Gateway:
     providers: Mapping[str, Provider]
     settler: Settler
     writer: WriteBehind
+    breakers: Breakers
     models_body: bytes  # GET /v1/models, encoded once per config snapshot
     started_wall: float = field(default_factory=time.time)
     draining: bool = False
@@ -176,6 +178,7 @@ async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[
                 providers=providers,
                 settler=Settler(writer, default_tokenizer()),
                 writer=writer,
+                breakers=Breakers(config.breaker),
                 models_body=models_listing(router, prices),
             )
             try:

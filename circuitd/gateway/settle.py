@@ -16,7 +16,7 @@ from circuitd.core.pricing import cost_micro_usd, micro_to_usd
 from circuitd.core.tokens import Tokenizer, estimate_completion_tokens, estimate_prompt_tokens
 from circuitd.errors import GatewayError, UpstreamRejected
 from circuitd.providers.base import Deployment
-from circuitd.store.rows import RequestRow, Status, UsageSource
+from circuitd.store.rows import AttemptRow, RequestRow, Status, UsageSource
 from circuitd.store.writer import WriteBehind
 from circuitd.wire.openai import ChatRequestView, Usage
 
@@ -46,6 +46,7 @@ class CallRecord:
     error_code: str | None = "incomplete"
     usage: Usage | None = None  # as the provider reported it
     relayed: list[str] = field(default_factory=list)  # streamed content, for estimation
+    attempt_log: list[AttemptRow] = field(default_factory=list)
     ttft: float | None = None  # seconds from start to the first content relayed
     upstream_started: bool = False  # the upstream answered (some output may be billable)
 
@@ -124,6 +125,7 @@ class Settler:
             usage_source=bill.source,
             cost_micro_usd=bill.cost_micro_usd,
             attempts=record.attempts,
+            attempt_log=tuple(record.attempt_log),
         )
         queued = await self._writer.submit(row)
         log.info(

@@ -8,7 +8,7 @@ stream's event payloads (`events`, each an OpenAI `chat.completion.chunk` JSON t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,12 +38,14 @@ class UpstreamCall:
 class UpstreamFailure(Exception):
     """The upstream could not be reached or broke the protocol (connect error, cut, garbage).
 
-    `timeout` tells a deadline passed; `started` that bytes of the answer had arrived.
+    `timeout`: a timeout passed (connect, first byte, idle gap); `connect`: no connection
+    was made, so the upstream saw nothing of the request.
     """
 
-    def __init__(self, message: str, *, timeout: bool = False) -> None:
+    def __init__(self, message: str, *, timeout: bool = False, connect: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout
+        self.connect = connect
 
 
 class Reply(Protocol):
@@ -55,7 +57,7 @@ class Reply(Protocol):
         """The whole body (JSON answers and error bodies)."""
         ...
 
-    def events(self) -> AsyncIterator[str]:
+    def events(self) -> AsyncGenerator[str, None]:
         """Stream event payloads in OpenAI chunk format; ends after `[DONE]` or raises
         `UpstreamFailure` if the stream is cut or malformed."""
         ...

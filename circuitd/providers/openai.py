@@ -6,7 +6,7 @@ only split into payloads, never re-encoded.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
@@ -21,8 +21,9 @@ DONE = "[DONE]"
 def failure_from(exc: httpx.HTTPError) -> UpstreamFailure:
     """One place that turns httpx's exceptions into the gateway's upstream failure."""
     timeout = isinstance(exc, httpx.TimeoutException)
+    connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
     kind = type(exc).__name__
-    return UpstreamFailure(f"{kind}: {exc}" if str(exc) else kind, timeout=timeout)
+    return UpstreamFailure(f"{kind}: {exc}" if str(exc) else kind, timeout=timeout, connect=connect)
 
 
 class HttpxReply:
@@ -40,7 +41,7 @@ class HttpxReply:
         except httpx.HTTPError as exc:
             raise failure_from(exc) from exc
 
-    async def events(self) -> AsyncIterator[str]:
+    async def events(self) -> AsyncGenerator[str, None]:
         decoder = SSEDecoder()
         try:
             async for data in self._response.aiter_raw():

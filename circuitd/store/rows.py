@@ -12,6 +12,18 @@ Status = Literal["ok", "error", "partial", "disconnected", "refused"]
 UsageSource = Literal["provider", "estimated", "none"]
 
 
+class AttemptRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One upstream attempt of a call (retries and fallbacks make several)."""
+
+    attempt: int  # 1-based, in the order they were made
+    provider: str
+    deployment: str
+    status_code: int | None  # the upstream's status; None when no answer came
+    error: str | None  # what went wrong, short; None for success
+    latency_ms: float
+    started_at: str  # ISO-8601 UTC, as RequestRow.timestamp
+
+
 class RequestRow(msgspec.Struct, frozen=True, kw_only=True):
     request_id: str
     timestamp: str  # ISO-8601 UTC with milliseconds, e.g. "2026-11-23T06:49:52.123Z"
@@ -32,3 +44,4 @@ class RequestRow(msgspec.Struct, frozen=True, kw_only=True):
     usage_source: UsageSource
     cost_micro_usd: int  # integer micro-USD; the store also writes cost_usd = this / 1e6
     attempts: int
+    attempt_log: tuple[AttemptRow, ...] = ()  # → provider_attempts

@@ -47,6 +47,21 @@ ROW_COLUMNS: Final = (
 # One C-level call per row builds the binding tuple (no per-row dict).
 _row_values: Final = operator.attrgetter(*ROW_COLUMNS)
 
+ATTEMPT_COLUMNS: Final = (
+    "attempt",
+    "provider",
+    "deployment",
+    "status_code",
+    "error",
+    "latency_ms",
+    "started_at",
+)
+_attempt_values: Final = operator.attrgetter(*ATTEMPT_COLUMNS)
+_INSERT_ATTEMPT: Final = (
+    f"INSERT OR IGNORE INTO provider_attempts (request_id, {', '.join(ATTEMPT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * (len(ATTEMPT_COLUMNS) + 1))})"
+)
+
 _INSERT: Final = (
     f"INSERT INTO requests ({', '.join(ROW_COLUMNS)}, cost_usd) "
     f"VALUES ({', '.join(f'?{i}' for i in range(1, len(ROW_COLUMNS) + 1))}, "
@@ -221,6 +236,15 @@ class Database:
             inserted: int = conn.total_changes() - before
             if inserted:
                 conn.execute(_ROLLUP, (last_id,))
+                # A duplicate request id repeats its attempt numbers: OR IGNORE skips them.
+                conn.executemany(
+                    _INSERT_ATTEMPT,
+                    [
+                        (row.request_id, *_attempt_values(a))
+                        for row in rows
+                        for a in row.attempt_log
+                    ],
+                )
         return inserted
 
     def count_requests(self) -> int:

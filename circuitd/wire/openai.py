@@ -21,6 +21,12 @@ class Message(msgspec.Struct, frozen=True):
     name: str | None = None
 
 
+class CircuitBreakerOptions(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The request extension `"circuit_breaker": {...}`; consumed, never sent upstream."""
+
+    fallback_models: list[str] = []
+
+
 class ChatRequestView(msgspec.Struct, frozen=True):
     model: str
     messages: list[Message]
@@ -28,6 +34,7 @@ class ChatRequestView(msgspec.Struct, frozen=True):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    circuit_breaker: CircuitBreakerOptions | None = None
 
 
 class PromptTokensDetails(msgspec.Struct, frozen=True):

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuitd.store.rows import RequestRow
+from circuitd.store.rows import AttemptRow, RequestRow
 from circuitd.store.schema import SCHEMA_VERSION
 from circuitd.store.sqlite import ROW_COLUMNS, Database, GroupBy, SchemaError, is_row_error
 from tests.store.factory import make_row
@@ -50,7 +50,32 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 def test_columns_cover_the_row() -> None:
-    assert set(ROW_COLUMNS) == set(RequestRow.__struct_fields__)
+    # attempt_log goes to its own table, provider_attempts.
+    assert {*ROW_COLUMNS, "attempt_log"} == set(RequestRow.__struct_fields__)
+
+
+def test_attempts_are_written_once_per_request(db: Database) -> None:
+    attempts = tuple(
+        AttemptRow(
+            attempt=n,
+            provider="openai",
+            deployment=f"dep-{n}",
+            status_code=status,
+            error=error,
+            latency_ms=1.5,
+            started_at="2026-11-23T06:49:52.123Z",
+        )
+        for n, status, error in ((1, 503, "upstream answered 503"), (2, 200, None))
+    )
+    row = make_row(1, attempts=2, attempt_log=attempts)
+    assert db.write_batch([row]) == 1
+    assert db.write_batch([row]) == 0  # a duplicate request id adds no attempts either
+    stored = db._conn.execute(
+        "SELECT attempt, deployment, status_code, error FROM provider_attempts "
+        "WHERE request_id = ? ORDER BY attempt",
+        (row.request_id,),
+    ).fetchall()
+    assert stored == [(1, "dep-1", 503, "upstream answered 503"), (2, "dep-2", 200, None)]
 
 
 def test_open_creates_parent_and_migrates(tmp_path: Path) -> None:
