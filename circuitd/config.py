@@ -84,6 +84,10 @@ class DeploymentConfig(_Section, frozen=True):
     output_usd_per_mtok: float | None = None
     context_window: int | None = None
     max_output_tokens: int | None = None
+    # Timeouts for this deployment, overriding [upstream]'s (seconds).
+    connect_timeout_s: float | None = None
+    read_timeout_s: float | None = None  # first byte, and the longest gap between chunks
+    attempt_timeout_s: float | None = None  # one attempt, whole stream included
 
 
 class ModelConfig(_Section, frozen=True):
@@ -99,6 +103,15 @@ class KeyConfig(_Section, frozen=True):
     daily_usd_limit: float | None = None
 
 
+class PassthroughConfig(_Section, frozen=True):
+    """Any model name not declared in [models] goes to `provider` (the env-only mode's one
+    route), then to each of `fallbacks` in order, asking those for `fallback_model`."""
+
+    provider: str
+    fallbacks: list[str] = []
+    fallback_model: str | None = None  # None: the same model name
+
+
 class Config(_Section, frozen=True):
     server: ServerConfig = ServerConfig()
     store: StoreConfig = StoreConfig()
@@ -110,8 +123,7 @@ class Config(_Section, frozen=True):
     models: dict[str, ModelConfig] = {}
     keys: list[KeyConfig] = []
     default_daily_usd_limit: float | None = None
-    # env-only mode: every model name goes to this provider
-    passthrough_provider: str | None = None
+    passthrough: PassthroughConfig | None = None  # any model name, not only declared ones
     source: str = "<env>"  # where this config came from (file path or "<env>")
 
 
@@ -135,6 +147,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "models": dict[str, ModelConfig],
     "keys": list[KeyConfig],
     "default_daily_usd_limit": float | None,
+    "passthrough": PassthroughConfig | None,
 }
 
 
@@ -229,21 +242,44 @@ def _env_int(env: Mapping[str, str], name: str, errors: list[str]) -> int | None
         return None
 
 
-def _env_providers(env: Mapping[str, str], errors: list[str]) -> tuple[dict[str, Any], str]:
-    """The one provider of env-only mode: `PROVIDER`, else OpenAI if its key is set, else mock."""
+# The key each env-only provider kind needs.
+_ENV_KEYS = {"openai": "OPENAI_API_KEY"}
+
+
+def _env_kind(name: str, value: str, errors: list[str]) -> str | None:
+    if value == "ANTHROPIC":
+        errors.append(f"{name}=ANTHROPIC: the Anthropic adapter is not available yet (issue 6)")
+        return None
+    if value not in ENV_PROVIDERS:
+        errors.append(f"{name}={value!r}: expected one of {', '.join(ENV_PROVIDERS)}")
+        return None
+    return ENV_PROVIDERS[value]
+
+
+def _env_passthrough(env: Mapping[str, str], errors: list[str]) -> tuple[dict[str, Any], Any]:
+    """Env-only mode: `PROVIDER` (else OpenAI if its key is set, else mock) serves every
+    model name; `CIRCUIT_FALLBACK` (comma list) follows it, with `CIRCUIT_FALLBACK_MODEL` as
+    the fallbacks' upstream model."""
     chosen = env.get("PROVIDER", "").strip().upper()
     if not chosen:
         chosen = "OPENAI" if env.get("OPENAI_API_KEY") else "MOCK"
-    if chosen == "ANTHROPIC":
-        errors.append("PROVIDER=ANTHROPIC: the Anthropic adapter is not available yet (issue 6)")
-        chosen = "MOCK"
-    if chosen not in ENV_PROVIDERS:
-        errors.append(f"PROVIDER={chosen!r}: expected one of {', '.join(ENV_PROVIDERS)}")
-        chosen = "MOCK"
-    kind = ENV_PROVIDERS[chosen]
-    if kind == "openai" and not env.get("OPENAI_API_KEY"):
-        errors.append("PROVIDER=OPENAI needs OPENAI_API_KEY")
-    return {kind: {"kind": kind}}, kind
+    primary = _env_kind("PROVIDER", chosen, errors) or "mock"
+    fallbacks: list[str] = []
+    for value in env.get("CIRCUIT_FALLBACK", "").upper().split(","):
+        kind = _env_kind("CIRCUIT_FALLBACK", value.strip(), errors) if value.strip() else None
+        if kind is not None and kind != primary and kind not in fallbacks:
+            fallbacks.append(kind)
+    for kind in (primary, *fallbacks):
+        needed = _ENV_KEYS.get(kind)
+        if needed and not env.get(needed):
+            errors.append(f"provider {kind.upper()} needs {needed}")
+    providers = {kind: {"kind": kind} for kind in (primary, *fallbacks)}
+    passthrough = {
+        "provider": primary,
+        "fallbacks": fallbacks,
+        "fallback_model": env.get("CIRCUIT_FALLBACK_MODEL", "").strip() or None,
+    }
+    return providers, passthrough
 
 
 def _apply_env(
@@ -251,7 +287,7 @@ def _apply_env(
 ) -> None:
     """Layers the environment over the decoded-to-builtins config (before validation)."""
     if env_only:
-        raw["providers"], raw["passthrough_provider"] = _env_providers(env, errors)
+        raw["providers"], raw["passthrough"] = _env_passthrough(env, errors)
     server = raw.setdefault("server", {})
     store = raw.setdefault("store", {})
     if isinstance(server, dict):
@@ -302,8 +338,13 @@ def _check(config: Config, env: Mapping[str, str], errors: list[str]) -> None:
                 f"provider `{name}` reads its key from ${provider.api_key_env}, "
                 f"which is not set - at `$.providers.{name}.api_key_env`"
             )
-    if config.passthrough_provider is None and not config.models:
+    if config.passthrough is None and not config.models:
         errors.append("no models declared - at `$.models`")
+    if config.passthrough is not None:
+        for i, name in enumerate([config.passthrough.provider, *config.passthrough.fallbacks]):
+            if name not in config.providers:
+                where = "provider" if i == 0 else f"fallbacks[{i - 1}]"
+                errors.append(f"unknown provider `{name}` - at `$.passthrough.{where}`")
     for alias, model in config.models.items():
         if not model.deployments:
             errors.append(f"model `{alias}` has no deployments - at `$.models.{alias}`")
@@ -356,11 +397,10 @@ def load_config(path: str | Path | None, env: Mapping[str, str]) -> Config:
             raise ConfigError(source, ["the file must be a TOML table"])
         raw = parsed
     _apply_env(raw, env, errors, env_only=path is None)
-    passthrough = raw.pop("passthrough_provider", None)
     sections = _decode_sections(raw, errors)
     if errors:
         raise ConfigError(source, errors)
-    config = Config(**sections, passthrough_provider=passthrough, source=source)
+    config = Config(**sections, source=source)
     _check(config, env, errors)
     if errors:
         raise ConfigError(source, errors)

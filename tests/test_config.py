@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from circuitd.cli import main
-from circuitd.config import ConfigError, load_config, read_dotenv
+from circuitd.config import ConfigError, PassthroughConfig, load_config, read_dotenv
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "conf" / "circuitd.toml"
@@ -26,7 +26,7 @@ def test_example_file_validates() -> None:
     assert config.server.port == 8080
     assert "gpt-4o-mini" in config.models
     assert config.providers["mock"].kind == "mock"
-    assert config.passthrough_provider is None
+    assert config.passthrough is None
 
 
 def test_check_config_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -100,7 +100,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_env_only_defaults_to_mock_passthrough() -> None:
     config = load_config(None, {})
-    assert config.passthrough_provider == "mock"
+    assert config.passthrough is not None and config.passthrough.provider == "mock"
     assert config.providers["mock"].kind == "mock"
     assert config.store.path == "data/circuit.db"
     assert config.keys == []
@@ -117,7 +117,7 @@ def test_env_only_seed_variables() -> None:
         "CIRCUIT_PORT": "9000",
     }
     config = load_config(None, env)
-    assert config.passthrough_provider == "openai"
+    assert config.passthrough is not None and config.passthrough.provider == "openai"
     openai = config.providers["openai"]
     assert openai.base_url == "http://127.0.0.1:9/v1"
     assert openai.api_key_env == "OPENAI_API_KEY"
@@ -128,13 +128,26 @@ def test_env_only_seed_variables() -> None:
 
 
 def test_openai_key_alone_selects_openai() -> None:
-    assert load_config(None, {"OPENAI_API_KEY": "sk"}).passthrough_provider == "openai"
+    config = load_config(None, {"OPENAI_API_KEY": "sk"})
+    assert config.passthrough == PassthroughConfig(provider="openai")
+
+
+def test_env_fallback_providers() -> None:
+    env = {"PROVIDER": "MOCK", "OPENAI_API_KEY": "sk", "CIRCUIT_FALLBACK": "openai, mock,"}
+    env["CIRCUIT_FALLBACK_MODEL"] = "gpt-4o-mini"
+    config = load_config(None, env)
+    assert config.passthrough == PassthroughConfig(
+        provider="mock", fallbacks=["openai"], fallback_model="gpt-4o-mini"
+    )
+    assert set(config.providers) == {"mock", "openai"}
+    with pytest.raises(ConfigError, match="provider OPENAI needs OPENAI_API_KEY"):
+        load_config(None, {"CIRCUIT_FALLBACK": "OPENAI"})
 
 
 @pytest.mark.parametrize(
     ("env", "fragment"),
     [
-        ({"PROVIDER": "OPENAI"}, "needs OPENAI_API_KEY"),
+        ({"PROVIDER": "OPENAI"}, "provider OPENAI needs OPENAI_API_KEY"),
         ({"PROVIDER": "BEDROCK"}, "PROVIDER='BEDROCK'"),
         ({"CIRCUIT_DAILY_USD_LIMIT": "ten"}, "is not a number"),
         ({"CIRCUIT_PORT": "http"}, "is not an integer"),

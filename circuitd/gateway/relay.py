@@ -154,6 +154,13 @@ async def _check_status(reply: Reply) -> None:
         )
 
 
+def attempt_deadline(deployment: Deployment, call_deadline: float) -> float:
+    """An attempt ends at the call's deadline, or sooner if its deployment says so."""
+    if deployment.attempt_timeout_s is None:
+        return call_deadline
+    return min(call_deadline, trio.current_time() + deployment.attempt_timeout_s)
+
+
 def inject_meta(body: bytes, meta: GatewayMeta) -> bytes:
     """Adds `"x_gateway": {...}` to a JSON object without re-encoding the rest of it."""
     end = body.rstrip().rfind(b"}")
@@ -184,7 +191,7 @@ async def json_attempt(
     tokenizer: Tokenizer,
 ) -> None:
     body = b""
-    with trio.move_on_at(deadline) as timer:
+    with trio.move_on_at(attempt_deadline(deployment, deadline)) as timer:
         try:
             async with deployment.provider.open(deployment, call) as reply:
                 await _check_status(reply)
@@ -231,7 +238,7 @@ async def stream_attempt(
     failure: AttemptFailed | None = None
     started = done = False
     finished = False  # a finish_reason was seen: the answer is complete even without [DONE]
-    with trio.move_on_at(deadline) as timer:
+    with trio.move_on_at(attempt_deadline(deployment, deadline)) as timer:
         try:
             async with deployment.provider.open(deployment, call) as reply:
                 await _check_status(reply)

@@ -10,6 +10,7 @@ import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import trio
 
@@ -26,12 +27,22 @@ from circuitd.store.rows import AttemptRow
 _PASSTHROUGH_CACHE = 4096  # distinct model names remembered in env-only mode
 
 
+@dataclass(frozen=True, slots=True)
+class Passthrough:
+    """Where undeclared model names go: `primary`, then each fallback asked for
+    `fallback_model` (or the same name)."""
+
+    primary: Provider
+    fallbacks: tuple[Provider, ...] = ()
+    fallback_model: str | None = None
+
+
 class Router:
     def __init__(
         self,
         models: Mapping[str, tuple[Deployment, ...]],
         *,
-        passthrough: Provider | None,
+        passthrough: Passthrough | None,
         prices: PriceTable,
     ) -> None:
         self.models = dict(models)
@@ -45,16 +56,24 @@ class Router:
             return deployments
         if self.passthrough is None or not alias:
             raise ModelNotFound(f"The model `{alias}` does not exist.", param="model")
-        deployment = Deployment(
-            name=f"{self.passthrough.name}/{alias}",
-            provider=self.passthrough,
-            upstream_model=alias,
-            price=self._prices.lookup(alias),
+        route = self.passthrough
+        fallback_model = route.fallback_model or alias
+        deployments = (
+            self._deployment(route.primary, alias),
+            *(self._deployment(p, fallback_model) for p in route.fallbacks),
         )
         if len(self._passthrough) >= _PASSTHROUGH_CACHE:
             self._passthrough.clear()  # bounded: client-chosen names must not grow memory
-        self._passthrough[alias] = (deployment,)
-        return (deployment,)
+        self._passthrough[alias] = deployments
+        return deployments
+
+    def _deployment(self, provider: Provider, model: str) -> Deployment:
+        return Deployment(
+            name=f"{provider.name}/{model}",
+            provider=provider,
+            upstream_model=model,
+            price=self._prices.lookup(model),
+        )
 
 
 # -- attempts: breaker, retries with backoff, ordered fallback ------------------------------

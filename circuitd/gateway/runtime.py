@@ -22,7 +22,7 @@ from circuitd.core.pricing import Price, PriceTable
 from circuitd.core.tokens import default_tokenizer
 from circuitd.gateway.auth import Authenticator
 from circuitd.gateway.breakers import Breakers
-from circuitd.gateway.router import Router
+from circuitd.gateway.router import Passthrough, Router
 from circuitd.gateway.settle import Settler
 from circuitd.providers.base import Deployment, Provider
 from circuitd.providers.mock import MockProvider
@@ -105,6 +105,9 @@ def _deployment(
         price=price,
         context_window=spec.context_window,
         max_output_tokens=spec.max_output_tokens,
+        connect_timeout_s=spec.connect_timeout_s,
+        read_timeout_s=spec.read_timeout_s,
+        attempt_timeout_s=spec.attempt_timeout_s,
     )
 
 
@@ -113,7 +116,16 @@ def build_router(config: Config, providers: Mapping[str, Provider], prices: Pric
         alias: tuple(_deployment(alias, d, providers, prices) for d in model.deployments)
         for alias, model in config.models.items()
     }
-    passthrough = providers[config.passthrough_provider] if config.passthrough_provider else None
+    route = config.passthrough
+    passthrough = (
+        Passthrough(
+            primary=providers[route.provider],
+            fallbacks=tuple(providers[name] for name in route.fallbacks),
+            fallback_model=route.fallback_model,
+        )
+        if route is not None
+        else None
+    )
     return Router(models, passthrough=passthrough, prices=prices)
 
 
@@ -136,7 +148,7 @@ def models_listing(router: Router, prices: PriceTable) -> bytes:
             )
         )
     if router.passthrough is not None:
-        name = router.passthrough.name
+        name = router.passthrough.primary.name
         for model, price in prices.items():
             entries.append(
                 ModelEntry(

@@ -26,6 +26,9 @@ class Deployment:
     price: Price | None
     context_window: int | None = None
     max_output_tokens: int | None = None
+    connect_timeout_s: float | None = None  # None: the shared client's
+    read_timeout_s: float | None = None
+    attempt_timeout_s: float | None = None  # None: only the call's deadline
 
 
 @dataclass(frozen=True, slots=True)

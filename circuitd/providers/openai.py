@@ -26,6 +26,21 @@ def failure_from(exc: httpx.HTTPError) -> UpstreamFailure:
     return UpstreamFailure(f"{kind}: {exc}" if str(exc) else kind, timeout=timeout, connect=connect)
 
 
+def deployment_timeout(client: httpx.AsyncClient, deployment: Deployment) -> httpx.Timeout:
+    """The client's timeouts with the deployment's overrides."""
+    base = client.timeout
+    if deployment.connect_timeout_s is None and deployment.read_timeout_s is None:
+        return base
+    connect = deployment.connect_timeout_s
+    read = deployment.read_timeout_s
+    return httpx.Timeout(
+        connect=base.connect if connect is None else connect,
+        read=base.read if read is None else read,
+        write=base.write if read is None else read,
+        pool=base.pool,
+    )
+
+
 class HttpxReply:
     __slots__ = ("_response", "content_type", "retry_after", "status")
 
@@ -78,7 +93,11 @@ class OpenAIProvider:
     @asynccontextmanager
     async def open(self, deployment: Deployment, call: UpstreamCall) -> AsyncIterator[HttpxReply]:
         request = self._client.build_request(
-            "POST", self._url, content=call.body, headers=self._headers
+            "POST",
+            self._url,
+            content=call.body,
+            headers=self._headers,
+            timeout=deployment_timeout(self._client, deployment),
         )
         try:
             response = await self._client.send(request, stream=True)

@@ -61,7 +61,11 @@ def assert_error(response: httpx.Response, status: int, code: str) -> None:
         ({"json": {**CHAT, "model": "gpt-9"}, "headers": AUTH}, 404, "model_not_found"),
         ({"content": b"x" * 5000, "headers": AUTH}, 413, "request_too_large"),
         ({"json": {**CHAT, "mock": {"status": 500}}, "headers": AUTH}, 502, "upstream_error"),
-        ({"json": {**CHAT, "mock": {"latency_ms": 3000}}, "headers": AUTH}, 504, "upstream_timeout"),
+        (
+            {"json": {**CHAT, "mock": {"latency_ms": 3000}}, "headers": AUTH},
+            504,
+            "upstream_timeout",
+        ),
     ],
 )
 async def test_error_statuses(

@@ -201,3 +201,34 @@ async def test_unknown_fallback_model_is_a_404(tmp_path: Path, upstreams: tuple[
         response = await chat(client, "solo", circuit_breaker={"fallback_models": ["nope"]})
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "model_not_found"
+
+
+async def test_env_only_fallback_after_connect_errors(tmp_path: Path) -> None:
+    # Nothing listens on the primary's port: connect errors, retried, then the mock answers.
+    with trio.socket.socket() as probe:
+        await probe.bind(("127.0.0.1", 0))
+        dead_port = probe.getsockname()[1]
+    env = {
+        "PROVIDER": "OPENAI",
+        "OPENAI_API_KEY": "sk-x",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{dead_port}/v1",
+        "CIRCUIT_FALLBACK": "MOCK",
+        "CIRCUIT_FALLBACK_MODEL": "mock-model",
+        "CIRCUIT_API_KEYS": "k",
+    }
+    async with (
+        running_gateway(tmp_path, env=env) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        response = await chat(client, "gpt-4o-mini")
+        assert response.status_code == 200, response.text
+        meta = response.json()["x_gateway"]
+        assert (meta["provider"], meta["deployment"], meta["attempts"]) == (
+            "mock",
+            "mock/mock-model",
+            4,
+        )
+        await gateway.drain()
+    connection = apsw.Connection(str(gateway.db_path))
+    errors = [e for (e,) in connection.execute("SELECT error FROM provider_attempts")]
+    assert errors == ["connect error"] * 3 + [None]
