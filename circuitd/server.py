@@ -14,10 +14,14 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import socket
+import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any, cast
 
 import trio
@@ -25,6 +29,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
+from prometheus_client.multiprocess import mark_process_dead
 
 from circuitd.config import Config
 from circuitd.gateway.app import App
@@ -159,6 +164,7 @@ def serve(config: Config, env: Mapping[str, str]) -> int:
 def _supervise(config: Config, env: dict[str, str], sockets: list[socket.socket]) -> int:
     """Starts one process per socket and waits; a signal is forwarded to every worker, and a
     worker that dies on its own takes the others down (the service manager restarts us)."""
+    metrics_dir = _fresh_metrics_dir()
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(target=_worker_process, args=(config, env, sock), name=f"circuitd-{i}")
@@ -185,9 +191,35 @@ def _supervise(config: Config, env: dict[str, str], sockets: list[socket.socket]
         for sentinel in multiprocessing.connection.wait([p.sentinel for p in running]):
             process = next(p for p in running if p.sentinel == sentinel)
             running.remove(process)
+            process.join()  # reaps it: `exitcode` is only known after this
+            if process.pid is not None:
+                # its live gauges no longer count
+                mark_process_dead(process.pid, metrics_dir.path)  # type: ignore[no-untyped-call]
+            log.info("worker exited", extra={"worker": process.name, "exitcode": process.exitcode})
             if process.exitcode != 0:
                 status = 1
                 if not stopping:
                     log.error("worker died; stopping", extra={"worker": process.name})
                     stop_all()
+    if metrics_dir.owned:
+        shutil.rmtree(metrics_dir.path, ignore_errors=True)
     return status
+
+
+@dataclass(frozen=True)
+class _MetricsDir:
+    path: str
+    owned: bool  # made by us (removed at exit), not given by the operator
+
+
+def _fresh_metrics_dir() -> _MetricsDir:
+    """prometheus-client's multiprocess directory, emptied: the workers (spawned after this)
+    inherit the variable, which switches the library to multiprocess mode."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        for entry in Path(given).glob("*.db"):
+            entry.unlink()
+        return _MetricsDir(given, owned=False)
+    path = tempfile.mkdtemp(prefix="circuitd-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return _MetricsDir(path, owned=True)

@@ -7,6 +7,7 @@ request path is a `GatewayError`, turned into an OpenAI-shaped response in `_sen
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import time
@@ -47,6 +48,8 @@ from circuitd.gateway.router import route
 from circuitd.gateway.runtime import Gateway
 from circuitd.gateway.settle import CallRecord
 from circuitd.obs.logs import request_id_var
+from circuitd.obs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from circuitd.obs.metrics import route_label, status_class
 from circuitd.providers.base import Deployment, UpstreamCall
 from circuitd.wire.openai import ChatRequestView, chat_request_decoder
 
@@ -94,8 +97,36 @@ class App:
         request_id = request_id_for(scope)
         token = request_id_var.set(request_id)
         base: Headers = [(b"x-request-id", request_id.encode())]
+        started = trio.current_time()
+        status = 0
+
+        async def send_and_count(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        path, method = scope["path"], scope["method"]
         try:
-            path, method = scope["path"], scope["method"]
+            await self._route(scope, receive, send_and_count, path, method, request_id, base)
+        finally:
+            request_id_var.reset(token)
+            route = route_label(path)
+            metrics = self.gateway.metrics
+            metrics.requests.labels(route, status_class(status or 499)).inc()
+            metrics.request_duration.labels(route).observe(trio.current_time() - started)
+
+    async def _route(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        path: str,
+        method: str,
+        request_id: str,
+        base: Headers,
+    ) -> None:
+        try:
             if path == "/v1/chat/completions":
                 if method != "POST":
                     raise MethodNotAllowed(f"Use POST for {path}.")
@@ -107,12 +138,13 @@ class App:
                     raise MethodNotAllowed(f"Use GET for {path}.")
                 self.gateway.auth.authenticate(header(scope, b"authorization"))
                 await start_response(send, 200, base, self.gateway.models_body)
+            elif path == "/metrics":
+                body = self.gateway.metrics.exposition()
+                await start_response(send, 200, base, body, content_type=METRICS_CONTENT_TYPE)
             else:
                 raise NotFound(f"Unknown route: {method} {path}")
         except GatewayError as error:
             await _send_error(send, error, base)
-        finally:
-            request_id_var.reset(token)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -129,6 +161,7 @@ class App:
             {
                 "status": "draining" if gateway.draining else "ok",
                 "version": __version__,
+                "pid": os.getpid(),  # which worker answered
                 "uptime_s": round(time.time() - gateway.started_wall, 3),
                 "providers": {name: p.kind for name, p in gateway.providers.items()},
                 "auth": "open" if gateway.auth.open else "keys",
@@ -196,14 +229,22 @@ class App:
                             tokenizer=gateway.settler.tokenizer,
                         )
 
-                await route(
-                    record,
-                    candidates,
-                    attempt,
-                    breakers=gateway.breakers,
-                    retry=gateway.config.retry,
-                    deadline=deadline,
-                )
+                streams = gateway.metrics.active_streams
+                if record.stream:
+                    streams.inc()
+                try:
+                    await route(
+                        record,
+                        candidates,
+                        attempt,
+                        breakers=gateway.breakers,
+                        retry=gateway.config.retry,
+                        deadline=deadline,
+                        metrics=gateway.metrics,
+                    )
+                finally:
+                    if record.stream:
+                        streams.dec()
             if watch.disconnected:
                 record.status, record.status_code = "disconnected", CLIENT_CLOSED
                 record.error_code = None

@@ -11,6 +11,7 @@ import logging
 import trio
 
 from circuitd.core.breaker import Breaker, BreakerPolicy, BreakerSnapshot, State
+from circuitd.obs.metrics import Metrics
 
 log = logging.getLogger("circuitd.breaker")
 
@@ -18,8 +19,9 @@ _MAX_BREAKERS = 4096  # env-only mode makes a deployment per model name a client
 
 
 class Breakers:
-    def __init__(self, policy: BreakerPolicy) -> None:
+    def __init__(self, policy: BreakerPolicy, metrics: Metrics) -> None:
         self.policy = policy
+        self._metrics = metrics
         self._by_deployment: dict[str, Breaker] = {}
 
     def get(self, deployment: str) -> Breaker:
@@ -28,10 +30,12 @@ class Breakers:
             if len(self._by_deployment) >= _MAX_BREAKERS:
                 self._forget_closed()
             breaker = self._by_deployment[deployment] = Breaker(self.policy)
+            self._metrics.breaker(deployment, breaker.state)
         return breaker
 
     def log_transitions(self, deployment: str, breaker: Breaker) -> None:
         for transition in breaker.pop_transitions():
+            self._metrics.breaker(deployment, transition.to_state)
             log.warning(
                 "breaker %s → %s",
                 transition.from_state,

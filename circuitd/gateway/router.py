@@ -6,6 +6,7 @@ one provider, with its price looked up in the default table.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import time
@@ -21,6 +22,7 @@ from circuitd.errors import ModelNotFound, ServiceUnavailable
 from circuitd.gateway.breakers import Breakers
 from circuitd.gateway.relay import AttemptFailed
 from circuitd.gateway.settle import CallRecord, utc_timestamp
+from circuitd.obs.metrics import Metrics
 from circuitd.providers.base import Deployment, Provider
 from circuitd.store.rows import AttemptRow
 
@@ -99,6 +101,7 @@ async def route(
     breakers: Breakers,
     retry: RetryPolicy,
     deadline: float,
+    metrics: Metrics,
 ) -> None:
     """Tries `candidates` in order until one answers.
 
@@ -111,6 +114,9 @@ async def route(
     last: AttemptFailed | None = None
     for deployment in candidates:
         breaker = breakers.get(deployment.name)
+        counted = functools.partial(
+            metrics.attempts.labels, deployment.provider.name, deployment.name
+        )
         for number in itertools.count(1):
             now = trio.current_time()
             permit = breaker.acquire(now)
@@ -127,6 +133,9 @@ async def route(
                 failed = exc
             except BaseException:  # cancelled (client gone, shutdown): no verdict on upstream
                 breaker.record(permit, Outcome.CANCELLED, trio.current_time())
+                metrics.attempts.labels(
+                    deployment.provider.name, deployment.name, "cancelled"
+                ).inc()
                 raise
             finally:
                 end = trio.current_time()
@@ -142,6 +151,7 @@ async def route(
                     )
                 )
             if failed is None:
+                counted("success").inc()
                 breaker.record(permit, Outcome.SUCCESS, end)
                 breakers.log_transitions(deployment.name, breaker)
                 return
@@ -152,6 +162,7 @@ async def route(
                 cut=failed.cut,
                 retry_after=failed.retry_after,
             )
+            counted(outcome).inc()
             breaker.record(permit, outcome, end, failed.retry_after)
             breakers.log_transitions(deployment.name, breaker)
             last = failed

@@ -24,6 +24,7 @@ from circuitd.gateway.auth import Authenticator
 from circuitd.gateway.breakers import Breakers
 from circuitd.gateway.router import Passthrough, Router
 from circuitd.gateway.settle import Settler
+from circuitd.obs.metrics import Metrics
 from circuitd.providers.base import Deployment, Provider
 from circuitd.providers.mock import MockProvider
 from circuitd.providers.openai import OpenAIProvider
@@ -42,6 +43,7 @@ class Gateway:
     settler: Settler
     writer: WriteBehind
     breakers: Breakers
+    metrics: Metrics
     models_body: bytes  # GET /v1/models, encoded once per config snapshot
     started_wall: float = field(default_factory=time.time)
     draining: bool = False
@@ -181,6 +183,7 @@ async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[
             flush_interval=store.flush_interval_ms / 1000,
             block_timeout=store.block_timeout_ms / 1000,
         )
+        metrics = Metrics()
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run, store.path)
             gateway = Gateway(
@@ -188,9 +191,10 @@ async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[
                 auth=Authenticator.from_config(config.keys, env, config.default_daily_usd_limit),
                 router=router,
                 providers=providers,
-                settler=Settler(writer, default_tokenizer()),
+                settler=Settler(writer, default_tokenizer(), metrics),
                 writer=writer,
-                breakers=Breakers(config.breaker),
+                breakers=Breakers(config.breaker, metrics),
+                metrics=metrics,
                 models_body=models_listing(router, prices),
             )
             try:

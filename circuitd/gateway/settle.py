@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from circuitd.core.pricing import cost_micro_usd, micro_to_usd
 from circuitd.core.tokens import Tokenizer, estimate_completion_tokens, estimate_prompt_tokens
 from circuitd.errors import GatewayError, UpstreamRejected
+from circuitd.obs.metrics import Metrics
 from circuitd.providers.base import Deployment
 from circuitd.store.rows import AttemptRow, RequestRow, Status, UsageSource
 from circuitd.store.writer import WriteBehind
@@ -98,9 +99,11 @@ def charge(record: CallRecord, tokenizer: Tokenizer) -> Charge:
 
 
 class Settler:
-    def __init__(self, writer: WriteBehind, tokenizer: Tokenizer) -> None:
+    def __init__(self, writer: WriteBehind, tokenizer: Tokenizer, metrics: Metrics) -> None:
         self._writer = writer
         self.tokenizer = tokenizer
+        self._metrics = metrics
+        self._dropped_seen = 0  # the writer's drop count already exported
 
     async def settle(self, record: CallRecord, now: float) -> RequestRow:
         bill = charge(record, self.tokenizer)
@@ -128,6 +131,7 @@ class Settler:
             attempt_log=tuple(record.attempt_log),
         )
         queued = await self._writer.submit(row)
+        self._export(row, record)
         log.info(
             "call settled",
             extra={
@@ -150,3 +154,23 @@ class Settler:
             },
         )
         return row
+
+    def _export(self, row: RequestRow, record: CallRecord) -> None:
+        m = self._metrics
+        provider, model = row.provider or "", row.model
+        m.calls.labels(provider, model, row.status).inc()
+        if row.usage_source != "none":
+            m.tokens.labels(provider, model, "input").inc(row.tokens_input)
+            m.tokens.labels(provider, model, "output").inc(row.tokens_output)
+            m.cost.labels(provider, model).inc(micro_to_usd(row.cost_micro_usd))
+            if record.deployment is not None and record.deployment.price is None:
+                m.unpriced.labels(provider, model).inc()
+        if row.ttft_ms is not None:
+            m.ttft.labels(provider, model).observe(row.ttft_ms / 1000)
+        upstream_ms = sum(a.latency_ms for a in row.attempt_log)
+        m.overhead.observe(max(0.0, row.latency_ms - upstream_ms) / 1000)
+        stats = self._writer.statistics()
+        m.write_queue_depth.set(stats.queued)
+        if stats.dropped > self._dropped_seen:
+            m.rows_dropped.inc(stats.dropped - self._dropped_seen)
+            self._dropped_seen = stats.dropped

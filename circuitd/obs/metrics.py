@@ -1,0 +1,142 @@
+"""Prometheus metrics: one `Metrics` object per process, built with the gateway.
+
+Labels are bounded: provider, model and deployment as configured (env-only mode passes model
+names through, so there `model` is what clients ask for — bounded by what the provider
+accepts), the route normalised (unknown paths → `other`), the status class. Per-key labels are
+not exported.
+
+With several workers prometheus-client runs in multiprocess mode: the supervisor points
+`PROMETHEUS_MULTIPROC_DIR` at a fresh directory before starting the workers (the library picks
+its storage when first imported), every worker writes its samples there, and whichever worker
+serves `/metrics` aggregates them all.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from circuitd.core.breaker import State
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
+ROUTES = frozenset({"/v1/chat/completions", "/v1/models", "/health", "/metrics"})
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+def route_label(path: str) -> str:
+    return path if path in ROUTES else "other"
+
+
+def status_class(status: int) -> str:
+    return f"{status // 100}xx"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "circuitd_requests",
+            "HTTP requests answered, by route and status class.",
+            ["route", "status_class"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "circuitd_request_duration_seconds",
+            "Time from request to the end of the response, streams included.",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.calls = Counter(
+            "circuitd_calls",
+            "Settled chat calls by provider, model, and how they ended.",
+            ["provider", "model", "status"],
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "circuitd_overhead_seconds",
+            "Time a chat call spent in the gateway itself (its duration minus upstream attempts).",
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "circuitd_time_to_first_token_seconds",
+            "Time from request to the first content relayed, for streams.",
+            ["provider", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "circuitd_tokens",
+            "Tokens billed, by direction (input, output).",
+            ["provider", "model", "direction"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "circuitd_cost_usd",
+            "Cost billed in USD.",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.unpriced = Counter(
+            "circuitd_unpriced_calls",
+            "Calls with usage but no known price (billed 0): add the model to the price table.",
+            ["provider", "model"],
+            registry=r,
+        )
+        self.active_streams = Gauge(
+            "circuitd_active_streams",
+            "Streams being relayed now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.breaker_state = Gauge(
+            "circuitd_breaker_state",
+            "Breaker state per deployment: 0 closed, 1 open, 2 half-open.",
+            ["deployment"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.attempts = Counter(
+            "circuitd_upstream_attempts",
+            "Upstream attempts by deployment and result (success, failure, ignored, ...).",
+            ["provider", "deployment", "result"],
+            registry=r,
+        )
+        self.write_queue_depth = Gauge(
+            "circuitd_write_queue_depth",
+            "Settled rows waiting for the SQLite writer.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.rows_dropped = Counter(
+            "circuitd_rows_dropped",
+            "Ledger rows dropped (queue full past the block timeout, or the database failing).",
+            registry=r,
+        )
+
+    def breaker(self, deployment: str, state: State) -> None:
+        self.breaker_state.labels(deployment).set(state.metric)
+
+    def exposition(self) -> bytes:
+        directory = multiprocess_dir()
+        if directory is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)

@@ -1,0 +1,125 @@
+"""/metrics after known traffic, in one process and across two workers."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.test_process import KEY, start
+from tests.harness import running_gateway
+
+AUTH = {"authorization": "Bearer k"}
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {
+        (s.name, tuple(sorted((k, v) for k, v in s.labels.items() if k != "pid"))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_metrics_after_known_traffic(tmp_path: Path) -> None:
+    env = {"PROVIDER": "MOCK", "CIRCUIT_API_KEYS": "k"}
+    async with (
+        running_gateway(tmp_path, env=env) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        for _ in range(2):
+            assert (await client.post("/v1/chat/completions", json=CHAT, headers=AUTH)).is_success
+        streamed = await client.post(
+            "/v1/chat/completions", json={**CHAT, "stream": True}, headers=AUTH
+        )
+        assert streamed.is_success
+        assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 401
+        assert (await client.get("/nowhere")).status_code == 404
+        response = await client.get("/metrics")
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.text
+    found = samples(text)
+    chat = "/v1/chat/completions"
+    assert value(found, "circuitd_requests_total", route=chat, status_class="2xx") == 3
+    assert value(found, "circuitd_requests_total", route=chat, status_class="4xx") == 1
+    assert value(found, "circuitd_requests_total", route="other", status_class="4xx") == 1
+    assert (
+        value(found, "circuitd_calls_total", provider="mock", model="gpt-4o-mini", status="ok") == 3
+    )
+    assert value(found, "circuitd_calls_total", provider="", model="", status="refused") == 1
+    output = value(
+        found, "circuitd_tokens_total", provider="mock", model="gpt-4o-mini", direction="output"
+    )
+    assert output == sum(r["tokens_output"] for r in gateway.rows()) > 0
+    cost = value(found, "circuitd_cost_usd_total", provider="mock", model="gpt-4o-mini")
+    assert cost == pytest.approx(sum(r["cost_micro_usd"] for r in gateway.rows()) / 1e6)
+    assert (
+        value(
+            found,
+            "circuitd_time_to_first_token_seconds_count",
+            provider="mock",
+            model="gpt-4o-mini",
+        )
+        == 1
+    )
+    assert (
+        value(
+            found,
+            "circuitd_upstream_attempts_total",
+            provider="mock",
+            deployment="mock/gpt-4o-mini",
+            result="success",
+        )
+        == 3
+    )
+    assert value(found, "circuitd_breaker_state", deployment="mock/gpt-4o-mini") == 0
+    assert value(found, "circuitd_active_streams") == 0
+    assert value(found, "circuitd_overhead_seconds_count") == 4
+    assert value(found, "circuitd_rows_dropped_total") == 0
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # Debian's `prometheus` package; CI installs it when it can
+        checked = await trio.run_process(
+            [promtool, "check", "metrics"],
+            stdin=text.encode(),
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_metrics_add_up_across_two_workers(tmp_path: Path) -> None:
+    process, url = start(tmp_path, "--workers", "2", PROVIDER="MOCK")
+    try:
+        pids = set()
+        for _ in range(20):
+            # A fresh connection each time: SO_REUSEPORT spreads them over both workers.
+            async with httpx.AsyncClient(base_url=url) as client:
+                pids.add((await client.get("/health")).json()["pid"])
+                ok = await client.post(
+                    "/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {KEY}"}
+                )
+                assert ok.status_code == 200
+        async with httpx.AsyncClient(base_url=url) as client:
+            text = (await client.get("/metrics")).text
+        found = samples(text)
+        chat = "/v1/chat/completions"
+        assert value(found, "circuitd_requests_total", route=chat, status_class="2xx") == 20
+        assert value(found, "circuitd_requests_total", route="/health", status_class="2xx") == 20
+        assert len(pids) == 2  # both workers served (the chance of one alone is 2 ** -19)
+        process.terminate()
+        assert await trio.to_thread.run_sync(process.wait) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
