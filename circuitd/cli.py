@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from circuitd import __version__
-from circuitd.config import Config, ConfigError, config_path_from, environment, load_config
+from circuitd.config import Config, ConfigError, ConfigSource
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,13 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(
-    path: str | None, overrides: dict[str, str] | None = None
-) -> tuple[Config, dict[str, str]] | None:
-    env = environment()
-    env.update(overrides or {})
+def _load(source: ConfigSource) -> tuple[Config, dict[str, str]] | None:
     try:
-        return load_config(config_path_from(path, env), env), env
+        return source.load()
     except ConfigError as exc:
         print(f"circuitd: invalid configuration ({exc.source}):", file=sys.stderr)
         for error in exc.errors:
@@ -55,23 +51,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"circuitd {__version__}")
         return 0
     if args.command == "check-config":
-        loaded = _load(args.path)
+        loaded = _load(ConfigSource(args.path))
         if loaded is None:
             return 1
         print(f"{args.path or '<env>'}: OK")
         return 0
     # Command-line flags go through the same validated path as their environment variables.
     flags = {"host": "CIRCUIT_HOST", "port": "CIRCUIT_PORT", "workers": "CIRCUIT_WORKERS"}
-    overrides = {
-        var: str(value) for k, var in flags.items() if (value := getattr(args, k)) is not None
-    }
-    loaded = _load(args.config, overrides)
+    overrides = tuple(
+        (var, str(value)) for k, var in flags.items() if (value := getattr(args, k)) is not None
+    )
+    source = ConfigSource(args.config, overrides)
+    loaded = _load(source)
     if loaded is None:
         return 1
     from circuitd.server import serve  # imports hypercorn: not needed by the other commands
 
     config, env = loaded
-    return serve(config, env)
+    return serve(config, env, source)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -409,3 +410,18 @@ def load_config(path: str | Path | None, env: Mapping[str, str]) -> Config:
 
 def config_path_from(cli_path: str | None, env: Mapping[str, str]) -> str | None:
     return cli_path or env.get("CIRCUIT_CONFIG") or None
+
+
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the config comes from, so that a reload reads it the same way: the file (or
+    env-only), `./.env` and the environment, and the command line's overrides on top."""
+
+    cli_path: str | None = None
+    overrides: tuple[tuple[str, str], ...] = ()
+
+    def load(self) -> tuple[Config, dict[str, str]]:
+        """Raises `ConfigError`."""
+        env = environment()
+        env.update(self.overrides)
+        return load_config(config_path_from(self.cli_path, env), env), env

@@ -31,9 +31,9 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from prometheus_client.multiprocess import mark_process_dead
 
-from circuitd.config import Config
+from circuitd.config import Config, ConfigError, ConfigSource
 from circuitd.gateway.app import App
-from circuitd.gateway.runtime import open_gateway
+from circuitd.gateway.runtime import Gateway, open_gateway
 from circuitd.obs.logs import configure_logging
 
 log = logging.getLogger("circuitd")
@@ -92,23 +92,28 @@ async def run_worker(
     env: Mapping[str, str],
     sock: socket.socket,
     *,
+    source: ConfigSource | None = None,
     stop: trio.Event | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves until SIGTERM/SIGINT or `stop` is set, then drains and returns.
 
     Drain: stop accepting, let in-flight calls and streams finish (up to
-    `server.drain_timeout_s`), then flush the write-behind queue.
+    `server.drain_timeout_s`), then flush the write-behind queue. SIGHUP reloads the config
+    from `source` (when given) without dropping anything in flight.
     """
     stop = trio.Event() if stop is None else stop
     async with open_gateway(config, env) as gateway:
-        if gateway.auth.open:
+        if gateway.snapshot.auth.open:
             log.warning("no API keys configured: every caller is accepted (loopback only)")
 
         async def on_signals() -> None:
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
                 async for signum in signals:
                     log.info("signal received", extra={"signal": signum})
+                    if signum == signal.SIGHUP:
+                        reload(gateway, source)
+                        continue
                     stop.set()
                     return
 
@@ -136,12 +141,31 @@ async def run_worker(
     log.info("stopped: write-behind drained")
 
 
-def _worker_process(config: Config, env: dict[str, str], sock: socket.socket) -> None:
+def reload(gateway: Gateway, source: ConfigSource | None) -> bool:
+    """Re-reads the config; on any error the running one stays. Returns whether it changed."""
+    if source is None:
+        log.warning("reload ignored: this worker was started without a config source")
+        return False
+    try:
+        config, env = source.load()
+    except ConfigError as exc:
+        log.error("reload failed: the running config stays", extra={"errors": exc.errors})
+        return False
+    restart_only = gateway.reload(config, env)
+    log.info("config reloaded", extra={"source": config.source})
+    if restart_only:
+        log.warning("these settings change only on restart", extra={"sections": restart_only})
+    return True
+
+
+def _worker_process(
+    config: Config, env: dict[str, str], sock: socket.socket, source: ConfigSource | None
+) -> None:
     configure_logging(config.server.log_level)
-    trio.run(partial(run_worker, config, env, sock))
+    trio.run(partial(run_worker, config, env, sock, source=source))
 
 
-def serve(config: Config, env: Mapping[str, str]) -> int:
+def serve(config: Config, env: Mapping[str, str], source: ConfigSource | None = None) -> int:
     """Runs circuitd in the foreground; returns the process exit status."""
     configure_logging(config.server.log_level)
     try:
@@ -156,18 +180,22 @@ def serve(config: Config, env: Mapping[str, str]) -> int:
         log.error(str(exc))
         return 2
     if workers == 1:
-        trio.run(partial(run_worker, config, dict(env), first))
+        trio.run(partial(run_worker, config, dict(env), first, source=source))
         return 0
-    return _supervise(config, dict(env), sockets)
+    return _supervise(config, dict(env), sockets, source)
 
 
-def _supervise(config: Config, env: dict[str, str], sockets: list[socket.socket]) -> int:
+def _supervise(
+    config: Config, env: dict[str, str], sockets: list[socket.socket], source: ConfigSource | None
+) -> int:
     """Starts one process per socket and waits; a signal is forwarded to every worker, and a
     worker that dies on its own takes the others down (the service manager restarts us)."""
     metrics_dir = _fresh_metrics_dir()
     context = multiprocessing.get_context("spawn")
     processes = [
-        context.Process(target=_worker_process, args=(config, env, sock), name=f"circuitd-{i}")
+        context.Process(
+            target=_worker_process, args=(config, env, sock, source), name=f"circuitd-{i}"
+        )
         for i, sock in enumerate(sockets)
     ]
     stopping = False
@@ -179,8 +207,14 @@ def _supervise(config: Config, env: dict[str, str], sockets: list[socket.socket]
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGTERM)
 
+    def reload_all(signum: int, _frame: Any) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGHUP)
+
     signal.signal(signal.SIGTERM, stop_all)
     signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGHUP, reload_all)
     for process in processes:
         process.start()
     for sock in sockets:

@@ -44,7 +44,7 @@ from circuitd.gateway.relay import (
     watch_client,
 )
 from circuitd.gateway.rewrite import client_wants_usage, upstream_body
-from circuitd.gateway.router import route
+from circuitd.gateway.router import Router, route
 from circuitd.gateway.runtime import Gateway
 from circuitd.gateway.settle import CallRecord
 from circuitd.obs.logs import request_id_var
@@ -136,8 +136,9 @@ class App:
             elif path == "/v1/models":
                 if method != "GET":
                     raise MethodNotAllowed(f"Use GET for {path}.")
-                self.gateway.auth.authenticate(header(scope, b"authorization"))
-                await start_response(send, 200, base, self.gateway.models_body)
+                snapshot = self.gateway.snapshot
+                snapshot.auth.authenticate(header(scope, b"authorization"))
+                await start_response(send, 200, base, snapshot.models_body)
             elif path == "/metrics":
                 body = self.gateway.metrics.exposition()
                 await start_response(send, 200, base, body, content_type=METRICS_CONTENT_TYPE)
@@ -157,14 +158,15 @@ class App:
 
     async def _health(self, send: Send, base: Headers) -> None:
         gateway = self.gateway
+        snapshot = gateway.snapshot
         body = _encoder.encode(
             {
                 "status": "draining" if gateway.draining else "ok",
                 "version": __version__,
                 "pid": os.getpid(),  # which worker answered
                 "uptime_s": round(time.time() - gateway.started_wall, 3),
-                "providers": {name: p.kind for name, p in gateway.providers.items()},
-                "auth": "open" if gateway.auth.open else "keys",
+                "providers": {name: p.kind for name, p in snapshot.providers.items()},
+                "auth": "open" if snapshot.auth.open else "keys",
                 "write_queue": gateway.writer.statistics(),
                 "circuit_breakers": gateway.breakers.snapshots(),
             }
@@ -192,13 +194,15 @@ class App:
         try:
             if gateway.draining:
                 raise ServiceUnavailable("The gateway is shutting down; retry shortly.")
-            principal = gateway.auth.authenticate(header(scope, b"authorization"))
+            snapshot = gateway.snapshot  # one config for the whole call, even across a reload
+            config = snapshot.config
+            principal = snapshot.auth.authenticate(header(scope, b"authorization"))
             record.key_id = principal.key_id
-            body = await read_body(scope, receive, gateway.config.server.max_body_bytes)
+            body = await read_body(scope, receive, config.server.max_body_bytes)
             view = decode_chat_request(body)
             record.request, record.stream = view, bool(view.stream)
-            candidates = self._candidates(view, principal)
-            deadline = record.started + gateway.config.upstream.total_timeout_s
+            candidates = self._candidates(snapshot.router, view, principal)
+            deadline = record.started + config.upstream.total_timeout_s
 
             async with watch_client(receive) as watch:
 
@@ -238,7 +242,7 @@ class App:
                         candidates,
                         attempt,
                         breakers=gateway.breakers,
-                        retry=gateway.config.retry,
+                        retry=config.retry,
                         deadline=deadline,
                         metrics=gateway.metrics,
                     )
@@ -264,9 +268,11 @@ class App:
             with trio.CancelScope(shield=True):
                 await gateway.settler.settle(record, trio.current_time())
 
-    def _candidates(self, view: ChatRequestView, principal: Principal) -> list[Deployment]:
+    @staticmethod
+    def _candidates(
+        router: Router, view: ChatRequestView, principal: Principal
+    ) -> list[Deployment]:
         """The model's deployments, then those of each `circuit_breaker.fallback_models`."""
-        router = self.gateway.router
         candidates = list(router.resolve(view.model))
         principal.check_model(view.model)
         for alias in view.circuit_breaker.fallback_models if view.circuit_breaker else ():

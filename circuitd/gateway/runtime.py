@@ -34,19 +34,39 @@ from circuitd.wire.openai import ModelEntry, ModelList
 log = logging.getLogger("circuitd")
 
 
-@dataclass(slots=True)
-class Gateway:
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a config builds: replaced whole on reload, read once per request."""
+
     config: Config
     auth: Authenticator
     router: Router
     providers: Mapping[str, Provider]
+    models_body: bytes  # GET /v1/models, encoded once per snapshot
+
+
+@dataclass(slots=True)
+class Gateway:
+    snapshot: Snapshot
     settler: Settler
     writer: WriteBehind
-    breakers: Breakers
+    breakers: Breakers  # keyed by deployment name: state carries over a reload
     metrics: Metrics
-    models_body: bytes  # GET /v1/models, encoded once per config snapshot
+    client: httpx.AsyncClient
+    prices: PriceTable
     started_wall: float = field(default_factory=time.time)
     draining: bool = False
+
+    def reload(self, config: Config, env: Mapping[str, str]) -> list[str]:
+        """Swaps in a snapshot built from `config`. In-flight calls keep the one they started
+        with. Returns the changed settings that only a restart applies."""
+        old = self.snapshot.config
+        self.snapshot = build_snapshot(config, env, self.client, self.prices)
+        return [
+            name
+            for name in ("server", "store", "upstream", "breaker")
+            if getattr(old, name) != getattr(config, name)
+        ]
 
 
 def default_prices() -> PriceTable:
@@ -167,15 +187,27 @@ def models_listing(router: Router, prices: PriceTable) -> bytes:
     return msgspec.json.encode(ModelList(data=entries))
 
 
+def build_snapshot(
+    config: Config, env: Mapping[str, str], client: httpx.AsyncClient, prices: PriceTable
+) -> Snapshot:
+    providers = {
+        name: build_provider(name, spec, config, env, client)
+        for name, spec in config.providers.items()
+    }
+    router = build_router(config, providers, prices)
+    return Snapshot(
+        config=config,
+        auth=Authenticator.from_config(config.keys, env, config.default_daily_usd_limit),
+        router=router,
+        providers=providers,
+        models_body=models_listing(router, prices),
+    )
+
+
 @asynccontextmanager
 async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[Gateway]:
     prices = default_prices()
     async with upstream_client(config) as client:
-        providers = {
-            name: build_provider(name, spec, config, env, client)
-            for name, spec in config.providers.items()
-        }
-        router = build_router(config, providers, prices)
         store = config.store
         writer = WriteBehind(
             queue_size=store.queue_size,
@@ -187,19 +219,15 @@ async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run, store.path)
             gateway = Gateway(
-                config=config,
-                auth=Authenticator.from_config(config.keys, env, config.default_daily_usd_limit),
-                router=router,
-                providers=providers,
+                snapshot=build_snapshot(config, env, client, prices),
                 settler=Settler(writer, default_tokenizer(), metrics),
                 writer=writer,
                 breakers=Breakers(config.breaker, metrics),
                 metrics=metrics,
-                models_body=models_listing(router, prices),
+                client=client,
+                prices=prices,
             )
             try:
                 yield gateway
             finally:
                 writer.close()  # the writer drains what is queued, then `run` returns
-        for provider in providers.values():
-            await provider.aclose()
