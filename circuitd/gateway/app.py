@@ -47,7 +47,7 @@ from circuitd.gateway.rewrite import client_wants_usage, upstream_body
 from circuitd.gateway.router import Router, route
 from circuitd.gateway.runtime import Gateway
 from circuitd.gateway.settle import CallRecord
-from circuitd.obs.logs import request_id_var
+from circuitd.obs.logs import request_ids_var
 from circuitd.obs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from circuitd.obs.metrics import route_label, status_class
 from circuitd.providers.base import Deployment, UpstreamCall
@@ -59,12 +59,17 @@ _SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _encoder = msgspec.json.Encoder()
 
 
-def request_id_for(scope: Scope) -> str:
-    """The client's `x-request-id` when it is sane, else a fresh one."""
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def client_request_id(scope: Scope) -> str | None:
+    """The client's `x-request-id` when it is sane. It is echoed and logged, but the ledger
+    is keyed by the gateway's own id: a client reusing ids must not merge (or hide) calls."""
     given = header(scope, b"x-request-id")
     if given is not None and _SANE_REQUEST_ID.fullmatch(given):
         return given.decode()
-    return "req_" + secrets.token_hex(12)
+    return None
 
 
 def decode_chat_request(body: bytes) -> ChatRequestView:
@@ -94,9 +99,12 @@ class App:
             return
         if scope["type"] != "http":
             return
-        request_id = request_id_for(scope)
-        token = request_id_var.set(request_id)
-        base: Headers = [(b"x-request-id", request_id.encode())]
+        request_id, client_id = new_request_id(), client_request_id(scope)
+        token = request_ids_var.set((request_id, client_id))
+        base: Headers = [
+            (b"x-request-id", (client_id or request_id).encode()),
+            (b"x-circuit-request-id", request_id.encode()),
+        ]
         started = trio.current_time()
         status = 0
 
@@ -108,9 +116,11 @@ class App:
 
         path, method = scope["path"], scope["method"]
         try:
-            await self._route(scope, receive, send_and_count, path, method, request_id, base)
+            await self._route(
+                scope, receive, send_and_count, path, method, request_id, client_id, base
+            )
         finally:
-            request_id_var.reset(token)
+            request_ids_var.reset(token)
             route = route_label(path)
             metrics = self.gateway.metrics
             metrics.requests.labels(route, status_class(status or 499)).inc()
@@ -124,13 +134,14 @@ class App:
         path: str,
         method: str,
         request_id: str,
+        client_id: str | None,
         base: Headers,
     ) -> None:
         try:
             if path == "/v1/chat/completions":
                 if method != "POST":
                     raise MethodNotAllowed(f"Use POST for {path}.")
-                await self._chat(scope, receive, send, request_id, base)
+                await self._chat(scope, receive, send, request_id, client_id, base)
             elif path == "/health":
                 await self._health(send, base)
             elif path == "/v1/models":
@@ -174,10 +185,16 @@ class App:
         await start_response(send, 503 if gateway.draining else 200, base, body)
 
     async def _chat(
-        self, scope: Scope, receive: Receive, send: Send, request_id: str, base: Headers
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        request_id: str,
+        client_id: str | None,
+        base: Headers,
     ) -> None:
         gateway = self.gateway
-        record = CallRecord(request_id, trio.current_time(), time.time())
+        record = CallRecord(request_id, trio.current_time(), time.time(), client_id)
         response_started = False
         watch: ClientWatch | None = None
 

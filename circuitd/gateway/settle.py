@@ -35,6 +35,7 @@ class CallRecord:
     request_id: str
     started: float  # trio/perf clock seconds, for latencies
     started_wall: float  # epoch seconds, for the row's timestamp
+    client_request_id: str | None = None
     stream: bool = False
     key_id: str | None = None
     request: ChatRequestView | None = None
@@ -110,6 +111,7 @@ class Settler:
         deployment = record.deployment
         row = RequestRow(
             request_id=record.request_id,
+            client_request_id=record.client_request_id,
             timestamp=utc_timestamp(record.started_wall),
             key_id=record.key_id,
             model=record.model,

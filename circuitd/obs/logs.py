@@ -1,7 +1,7 @@
 """Structured JSON logs: one object per line, the request id on every line, no secrets.
 
-The request id travels in a ContextVar, which trio copies into each task, so any line logged
-while serving a request carries it without threading it through every call.
+The request ids travel in a ContextVar, which trio copies into each task, so any line logged
+while serving a request carries them without threading them through every call.
 """
 
 from __future__ import annotations
@@ -14,7 +14,10 @@ from typing import Any
 
 import msgspec
 
-request_id_var: ContextVar[str | None] = ContextVar("circuitd_request_id", default=None)
+# (the gateway's request id, the client's x-request-id if it sent one)
+request_ids_var: ContextVar[tuple[str, str | None] | None] = ContextVar(
+    "circuitd_request_ids", default=None
+)
 
 _encoder = msgspec.json.Encoder()
 _STD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
@@ -29,9 +32,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        request_id = request_id_var.get()
-        if request_id is not None:
-            entry["request_id"] = request_id
+        ids = request_ids_var.get()
+        if ids is not None:
+            entry["request_id"] = ids[0]
+            if ids[1] is not None:
+                entry["client_request_id"] = ids[1]
         entry.update(
             (name, value)
             for name, value in record.__dict__.items()

@@ -25,7 +25,8 @@ class AttemptRow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RequestRow(msgspec.Struct, frozen=True, kw_only=True):
-    request_id: str
+    request_id: str  # the gateway's own, unique
+    client_request_id: str | None = None  # the client's x-request-id, if it sent a sane one
     timestamp: str  # ISO-8601 UTC with milliseconds, e.g. "2026-11-23T06:49:52.123Z"
     key_id: str | None
     model: str  # as the client asked for it

@@ -16,6 +16,7 @@ CREATE TABLE requests (
     -- an append-only rowid: cheap inserts, and the writer uses it to find a batch's rows
     id INTEGER PRIMARY KEY,
     request_id TEXT NOT NULL UNIQUE,
+    client_request_id TEXT,  -- the client's x-request-id (not unique: clients may reuse them)
     timestamp TEXT NOT NULL,
     key_id TEXT,
     model TEXT NOT NULL,

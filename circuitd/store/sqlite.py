@@ -25,6 +25,7 @@ BUSY_TIMEOUT_MS: Final = 5000
 # RequestRow's fields in the order they are bound; cost_usd is derived in SQL.
 ROW_COLUMNS: Final = (
     "request_id",
+    "client_request_id",
     "timestamp",
     "key_id",
     "model",

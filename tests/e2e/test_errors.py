@@ -145,3 +145,23 @@ async def test_stream_upstream_failure_before_first_byte_is_a_plain_error(
         await gateway.drain()
     rows = gateway.rows()
     assert [r["status"] for r in rows] == ["error", "partial"]
+
+
+async def test_client_request_ids_are_echoed_but_never_merge_calls(
+    tmp_path: Path, upstream: str
+) -> None:
+    async with (
+        running_gateway(tmp_path, config_text=CONFIG.format(upstream=upstream)) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        headers = {**AUTH, "x-request-id": "client-42"}
+        answers = [
+            await client.post("/v1/chat/completions", json=CHAT, headers=headers) for _ in range(2)
+        ]
+        assert [a.headers["x-request-id"] for a in answers] == ["client-42"] * 2
+        ours = [a.headers["x-circuit-request-id"] for a in answers]
+        assert ours[0] != ours[1]
+        await gateway.drain()
+    rows = gateway.rows()
+    assert [r["request_id"] for r in rows] == ours  # two calls, two rows
+    assert [r["client_request_id"] for r in rows] == ["client-42"] * 2

@@ -47,7 +47,8 @@ async def test_json_completion_with_usage_and_fidelity(tmp_path: Path, upstream:
         meta = raw.http_response.json()["x_gateway"]
         assert meta["provider"] == "openai"
         assert meta["attempts"] == 1
-        assert meta["request_id"] == raw.headers["x-request-id"]
+        assert meta["request_id"] == raw.headers["x-request-id"]  # no client id: ours
+        assert meta["request_id"] == raw.headers["x-circuit-request-id"]
         assert meta["cost_usd"] > 0
         assert raw.headers["x-circuit-provider"] == "openai"
         await gateway.drain()

@@ -92,6 +92,12 @@ def wait_for_log(process: subprocess.Popen[str], message: str) -> dict[str, obje
     raise AssertionError(f"circuitd exited before logging {message!r}")
 
 
+async def logged(process: subprocess.Popen[str], message: str) -> dict[str, object]:
+    """`wait_for_log` off the event loop, failing rather than hanging if the line never comes."""
+    with trio.fail_after(60):
+        return await trio.to_thread.run_sync(wait_for_log, process, message, abandon_on_cancel=True)
+
+
 RELOAD_CONFIG = """
 [providers.mock]
 kind = "mock"
@@ -123,13 +129,13 @@ async def test_sighup_reloads_keys_without_dropping_a_stream(tmp_path: Path) -> 
                 # A broken file is refused and the running config stays.
                 config.write_text("[server\n")
                 process.send_signal(signal.SIGHUP)
-                failed = await trio.to_thread.run_sync(wait_for_log, process, "reload failed")
+                failed = await logged(process, "reload failed")
                 assert "invalid TOML" in str(failed["errors"])
 
                 both = '[[keys]]\nid = "a"\nkey = "key-a"\n\n[[keys]]\nid = "b"\nkey = "key-b"\n'
                 config.write_text(RELOAD_CONFIG.format(keys=both))
                 process.send_signal(signal.SIGHUP)
-                await trio.to_thread.run_sync(wait_for_log, process, "config reloaded")
+                await logged(process, "config reloaded")
                 async with httpx.AsyncClient(base_url=url) as other:
                     new_key = await other.post(
                         "/v1/chat/completions", json=chat, headers={"authorization": "Bearer key-b"}

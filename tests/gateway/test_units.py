@@ -15,7 +15,7 @@ from circuitd.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from circuitd.gateway.app import decode_chat_request, request_id_for
+from circuitd.gateway.app import client_request_id, decode_chat_request, new_request_id
 from circuitd.gateway.auth import ANONYMOUS, Authenticator
 from circuitd.gateway.relay import GatewayMeta, inject_meta, upstream_error
 from circuitd.gateway.rewrite import upstream_body
@@ -47,13 +47,15 @@ def test_open_auth_when_no_keys() -> None:
     assert auth.authenticate(None) is ANONYMOUS
 
 
-def test_request_id_accepts_sane_client_ids_only() -> None:
-    assert request_id_for({"headers": [(b"x-request-id", b"abc-123_x.y:z")]}) == "abc-123_x.y:z"
+def test_client_request_ids_are_taken_only_when_sane() -> None:
+    sane = {"headers": [(b"x-request-id", b"abc-123_x.y:z")]}
+    assert client_request_id(sane) == "abc-123_x.y:z"
     for bad in (b"", b"has space", b"x" * 129, b"\xff"):
-        generated = request_id_for({"headers": [(b"x-request-id", bad)]})
-        assert generated.startswith("req_")
-        assert len(generated) == 28
-    assert request_id_for({"headers": []}) != request_id_for({"headers": []})
+        assert client_request_id({"headers": [(b"x-request-id", bad)]}) is None
+    assert client_request_id({"headers": []}) is None
+    ours = new_request_id()
+    assert ours.startswith("req_") and len(ours) == 28
+    assert new_request_id() != ours
 
 
 def test_body_is_forwarded_untouched_when_nothing_changes() -> None:
