@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import time
+from functools import partial
 
 import msgspec
 import trio
@@ -47,6 +48,7 @@ from circuitd.gateway.rewrite import client_wants_usage, upstream_body
 from circuitd.gateway.router import Router, route
 from circuitd.gateway.runtime import Gateway
 from circuitd.gateway.settle import CallRecord
+from circuitd.gateway.usage import parse_usage_query, read_report, utc_today
 from circuitd.obs.logs import request_ids_var
 from circuitd.obs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from circuitd.obs.metrics import route_label, status_class
@@ -150,6 +152,10 @@ class App:
                 snapshot = self.gateway.snapshot
                 snapshot.auth.authenticate(header(scope, b"authorization"))
                 await start_response(send, 200, base, snapshot.models_body)
+            elif path == "/v1/usage":
+                if method != "GET":
+                    raise MethodNotAllowed(f"Use GET for {path}.")
+                await self._usage(scope, send, base)
             elif path == "/metrics":
                 body = self.gateway.metrics.exposition()
                 await start_response(send, 200, base, body, content_type=METRICS_CONTENT_TYPE)
@@ -166,6 +172,24 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _usage(self, scope: Scope, send: Send, base: Headers) -> None:
+        """The caller's own usage: spend, tokens and today's budget, from the roll-ups."""
+        snapshot = self.gateway.snapshot
+        principal = snapshot.auth.authenticate(header(scope, b"authorization"))
+        today = utc_today()
+        query = parse_usage_query(scope.get("query_string", b""), today)
+        report = await trio.to_thread.run_sync(
+            partial(
+                read_report,
+                snapshot.config.store.path,
+                principal.key_id,
+                query,
+                today=today,
+                daily_limit_usd=principal.daily_usd_limit,
+            )
+        )
+        await start_response(send, 200, base, _encoder.encode(report))
 
     async def _health(self, send: Send, base: Headers) -> None:
         gateway = self.gateway
