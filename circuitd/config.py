@@ -22,6 +22,7 @@ import msgspec
 
 from circuitd.core.backoff import RetryPolicy
 from circuitd.core.breaker import BreakerPolicy
+from circuitd.core.pricing import Price
 
 ProviderKind = Literal["openai", "mock"]
 PROVIDER_KINDS: tuple[str, ...] = ("openai", "mock")
@@ -104,6 +105,16 @@ class KeyConfig(_Section, frozen=True):
     daily_usd_limit: float | None = None
 
 
+class PricingConfig(_Section, frozen=True):
+    """Over the built-in price table (circuitd/prices.toml): `models` adds or replaces
+    entries (matched like the table: exact name, else the longest prefix at a '-');
+    `unknown_model` prices any model found nowhere (without it such calls cost 0, and
+    `circuitd_unpriced_calls_total` counts them)."""
+
+    models: dict[str, Price] = {}
+    unknown_model: Price | None = None
+
+
 class PassthroughConfig(_Section, frozen=True):
     """Any model name not declared in [models] goes to `provider` (the env-only mode's one
     route), then to each of `fallbacks` in order, asking those for `fallback_model`."""
@@ -120,6 +131,7 @@ class Config(_Section, frozen=True):
     mock: MockConfig = MockConfig()
     breaker: BreakerPolicy = BreakerPolicy()
     retry: RetryPolicy = RetryPolicy()
+    pricing: PricingConfig = PricingConfig()
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     keys: list[KeyConfig] = []
@@ -144,6 +156,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "mock": MockConfig,
     "breaker": BreakerPolicy,
     "retry": RetryPolicy,
+    "pricing": PricingConfig,
     "providers": dict[str, ProviderConfig],
     "models": dict[str, ModelConfig],
     "keys": list[KeyConfig],

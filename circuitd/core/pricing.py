@@ -111,6 +111,10 @@ class PriceTable:
                 raise PriceError(f"models.{model}: {exc}") from None
         return cls(prices)
 
+    def updated(self, overrides: Mapping[str, Price]) -> PriceTable:
+        """A copy with `overrides` added or replacing entries of the same name."""
+        return PriceTable({**self._prices, **overrides})
+
     def lookup(self, model: str) -> Price | None:
         """The price of `model`, else of its longest known prefix ending at a '-': dated
         snapshots and aliases (`gpt-4o-2024-08-06`, `claude-sonnet-4-5-20250929`,

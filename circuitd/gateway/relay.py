@@ -203,10 +203,15 @@ async def json_attempt(
         timeout = UpstreamTimeout("Upstream did not answer within the call's deadline.")
         raise AttemptFailed(timeout, timeout=True)
     try:
-        record.usage = completion_decoder.decode(body).usage
+        completion = completion_decoder.decode(body)
     except msgspec.DecodeError as exc:
         malformed = UpstreamError("Upstream answered with a malformed chat.completion body.")
         raise AttemptFailed(malformed, status=200, cut=True) from exc
+    record.usage = completion.usage
+    if completion.usage is None:  # kept only to estimate what the provider did not report
+        record.relayed.extend(
+            c.message.content for c in completion.choices if c.message and c.message.content
+        )
     meta = GatewayMeta(
         request_id=record.request_id,
         provider=deployment.provider.name,

@@ -17,7 +17,7 @@ import trio
 
 from circuitd.core.backoff import RetryPolicy, backoff_delay, next_attempt_at, should_retry
 from circuitd.core.breaker import Outcome, classify
-from circuitd.core.pricing import PriceTable
+from circuitd.core.pricing import Price, PriceTable
 from circuitd.errors import ModelNotFound, ServiceUnavailable
 from circuitd.gateway.breakers import Breakers
 from circuitd.gateway.relay import AttemptFailed
@@ -27,6 +27,17 @@ from circuitd.providers.base import Deployment, Provider
 from circuitd.store.rows import AttemptRow
 
 _PASSTHROUGH_CACHE = 4096  # distinct model names remembered in env-only mode
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """The price of a model: the table (built-in + config), else the configured fallback."""
+
+    table: PriceTable
+    unknown_model: Price | None = None
+
+    def of(self, model: str) -> Price | None:
+        return self.table.lookup(model) or self.unknown_model
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +56,7 @@ class Router:
         models: Mapping[str, tuple[Deployment, ...]],
         *,
         passthrough: Passthrough | None,
-        prices: PriceTable,
+        prices: Prices,
     ) -> None:
         self.models = dict(models)
         self.passthrough = passthrough
@@ -74,7 +85,7 @@ class Router:
             name=f"{provider.name}/{model}",
             provider=provider,
             upstream_model=model,
-            price=self._prices.lookup(model),
+            price=self._prices.of(model),
         )
 
 

@@ -22,7 +22,7 @@ from circuitd.core.pricing import Price, PriceTable
 from circuitd.core.tokens import default_tokenizer
 from circuitd.gateway.auth import Authenticator
 from circuitd.gateway.breakers import Breakers
-from circuitd.gateway.router import Passthrough, Router
+from circuitd.gateway.router import Passthrough, Prices, Router
 from circuitd.gateway.settle import Settler
 from circuitd.obs.metrics import Metrics
 from circuitd.providers.base import Deployment, Provider
@@ -108,7 +108,7 @@ def build_provider(
 
 
 def _deployment(
-    alias: str, spec: DeploymentConfig, providers: Mapping[str, Provider], prices: PriceTable
+    alias: str, spec: DeploymentConfig, providers: Mapping[str, Provider], prices: Prices
 ) -> Deployment:
     upstream_model = spec.model or alias
     price: Price | None
@@ -119,7 +119,7 @@ def _deployment(
             cached_input_usd_per_mtok=spec.cached_input_usd_per_mtok,
         )
     else:
-        price = prices.lookup(upstream_model)
+        price = prices.of(upstream_model)
     return Deployment(
         name=spec.name or f"{spec.provider}/{upstream_model}",
         provider=providers[spec.provider],
@@ -133,7 +133,7 @@ def _deployment(
     )
 
 
-def build_router(config: Config, providers: Mapping[str, Provider], prices: PriceTable) -> Router:
+def build_router(config: Config, providers: Mapping[str, Provider], prices: Prices) -> Router:
     models = {
         alias: tuple(_deployment(alias, d, providers, prices) for d in model.deployments)
         for alias, model in config.models.items()
@@ -188,19 +188,20 @@ def models_listing(router: Router, prices: PriceTable) -> bytes:
 
 
 def build_snapshot(
-    config: Config, env: Mapping[str, str], client: httpx.AsyncClient, prices: PriceTable
+    config: Config, env: Mapping[str, str], client: httpx.AsyncClient, defaults: PriceTable
 ) -> Snapshot:
     providers = {
         name: build_provider(name, spec, config, env, client)
         for name, spec in config.providers.items()
     }
-    router = build_router(config, providers, prices)
+    table = defaults.updated(config.pricing.models)
+    router = build_router(config, providers, Prices(table, config.pricing.unknown_model))
     return Snapshot(
         config=config,
         auth=Authenticator.from_config(config.keys, env, config.default_daily_usd_limit),
         router=router,
         providers=providers,
-        models_body=models_listing(router, prices),
+        models_body=models_listing(router, table),
     )
 
 

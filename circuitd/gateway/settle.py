@@ -105,6 +105,7 @@ class Settler:
         self.tokenizer = tokenizer
         self._metrics = metrics
         self._dropped_seen = 0  # the writer's drop count already exported
+        self._unpriced_warned: set[str] = set()  # deployments already warned about
 
     async def settle(self, record: CallRecord, now: float) -> RequestRow:
         bill = charge(record, self.tokenizer)
@@ -165,8 +166,19 @@ class Settler:
             m.tokens.labels(provider, model, "input").inc(row.tokens_input)
             m.tokens.labels(provider, model, "output").inc(row.tokens_output)
             m.cost.labels(provider, model).inc(micro_to_usd(row.cost_micro_usd))
-            if record.deployment is not None and record.deployment.price is None:
+            deployment = record.deployment
+            if deployment is not None and deployment.price is None:
                 m.unpriced.labels(provider, model).inc()
+                if (
+                    deployment.name not in self._unpriced_warned
+                    and len(self._unpriced_warned) < 1000
+                ):
+                    self._unpriced_warned.add(deployment.name)
+                    log.warning(
+                        "no price for this model: its calls are billed 0 "
+                        "(add it under [pricing.models] or set [pricing] unknown_model)",
+                        extra={"deployment": deployment.name},
+                    )
         if row.ttft_ms is not None:
             m.ttft.labels(provider, model).observe(row.ttft_ms / 1000)
         upstream_ms = sum(a.latency_ms for a in row.attempt_log)

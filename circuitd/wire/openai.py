@@ -53,10 +53,20 @@ class Usage(msgspec.Struct, frozen=True):
         return (details.cached_tokens or 0) if details else 0
 
 
+class ChoiceMessage(msgspec.Struct, frozen=True):
+    content: str | None = None
+
+
+class Choice(msgspec.Struct, frozen=True):
+    message: ChoiceMessage | None = None
+
+
 class CompletionView(msgspec.Struct, frozen=True):
-    """A `chat.completion` body, reduced to what settlement needs."""
+    """A `chat.completion` body, reduced to what settlement needs (the text only to estimate
+    usage when the provider reports none)."""
 
     usage: Usage | None = None
+    choices: list[Choice] = []
 
 
 class Delta(msgspec.Struct, frozen=True):

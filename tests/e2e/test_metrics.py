@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 import trio
+import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_process import KEY, start
@@ -45,6 +46,7 @@ async def test_metrics_after_known_traffic(tmp_path: Path) -> None:
         assert streamed.is_success
         assert (await client.post("/v1/chat/completions", json=CHAT)).status_code == 401
         assert (await client.get("/nowhere")).status_code == 404
+        await trio.testing.wait_all_tasks_blocked()  # calls settle after their responses
         response = await client.get("/metrics")
         assert response.headers["content-type"].startswith("text/plain")
         text = response.text
