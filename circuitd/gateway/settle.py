@@ -74,14 +74,17 @@ class Charge:
 
 
 def charge(record: CallRecord, tokenizer: Tokenizer) -> Charge:
-    """What the call consumed: provider usage when given, else an estimate of what was
-    generated (nothing at all if no upstream answer began)."""
+    """What the call consumed: provider usage when given, else an estimate — the prompt and
+    what was relayed — whenever the provider may have charged: its answer began, or the client
+    left while a request was with it (providers bill work they had started). Failed attempts
+    that never answered (connect errors, 5xx) cost nothing."""
     usage = record.usage
+    left_during_call = record.status == "disconnected" and record.attempts > 0
     if usage is not None:
         tokens_in, tokens_out = usage.prompt_tokens, usage.completion_tokens
         cached = usage.cached_tokens
         source: UsageSource = "provider"
-    elif record.upstream_started and record.request is not None:
+    elif (record.upstream_started or left_during_call) and record.request is not None:
         tokens_in = estimate_prompt_tokens(record.request.messages, tokenizer)
         tokens_out = estimate_completion_tokens("".join(record.relayed), tokenizer)
         cached = 0
