@@ -9,7 +9,7 @@ import pytest
 from circuitd.cli import main
 from circuitd.config import ConfigError, PassthroughConfig, load_config, read_dotenv
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "conf" / "circuitd.toml"
 
 

@@ -1,0 +1,129 @@
+"""The configuration's shape: frozen msgspec Structs, decoded from TOML (unknown keys rejected).
+
+Defaults here are the embedded defaults: a config with nothing set is a working gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+from circuitd.core.backoff import RetryPolicy
+from circuitd.core.breaker import BreakerPolicy
+from circuitd.core.pricing import Price
+
+ProviderKind = Literal["openai", "mock"]
+PROVIDER_KINDS: tuple[str, ...] = ("openai", "mock")
+# Seed-compatible `PROVIDER` values; ANTHROPIC's adapter is not built yet (see issue 6).
+ENV_PROVIDERS = {"MOCK": "mock", "OPENAI": "openai"}
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerConfig(_Section, frozen=True):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    drain_timeout_s: float = 30.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class StoreConfig(_Section, frozen=True):
+    path: str = "data/circuit.db"
+    queue_size: int = 10_000
+    batch_rows: int = 256
+    flush_interval_ms: float = 50.0
+    block_timeout_ms: float = 50.0  # a full queue makes settlement wait this long, then drop
+
+
+class UpstreamConfig(_Section, frozen=True):
+    max_connections: int = 1024
+    max_keepalive_connections: int = 256
+    keepalive_expiry_s: float = 30.0
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 60.0  # time to first byte and idle gap between stream chunks
+    total_timeout_s: float = 600.0
+
+
+class MockConfig(_Section, frozen=True):
+    """The in-process mock provider: deterministic text, realistic usage."""
+
+    latency_ms: float = 0.0
+    chunk_delay_ms: float = 0.0
+    tokens: int = 32
+    chunks: int | None = None
+
+
+class ProviderConfig(_Section, frozen=True):
+    kind: ProviderKind
+    base_url: str | None = None  # OpenAI-style: includes the `/v1` prefix
+    api_key: str | None = None
+    api_key_env: str | None = None  # read the key from this environment variable
+    headers: dict[str, str] = {}
+
+
+class DeploymentConfig(_Section, frozen=True):
+    provider: str
+    model: str | None = None  # upstream model name; default: the alias
+    name: str | None = None  # default: "<provider>/<model>"
+    input_usd_per_mtok: float | None = None
+    cached_input_usd_per_mtok: float | None = None
+    output_usd_per_mtok: float | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    # Timeouts for this deployment, overriding [upstream]'s (seconds).
+    connect_timeout_s: float | None = None
+    read_timeout_s: float | None = None  # first byte, and the longest gap between chunks
+    attempt_timeout_s: float | None = None  # one attempt, whole stream included
+
+
+class ModelConfig(_Section, frozen=True):
+    deployments: list[DeploymentConfig]
+
+
+class KeyConfig(_Section, frozen=True):
+    id: str
+    key: str | None = None
+    key_env: str | None = None
+    key_sha256: str | None = None  # hex digest: keeps the secret out of the file
+    models: list[str] | None = None  # allowed aliases; None = all
+    daily_usd_limit: float | None = None
+
+
+class PricingConfig(_Section, frozen=True):
+    """Over the built-in price table (circuitd/prices.toml): `models` adds or replaces
+    entries (matched like the table: exact name, else the longest prefix at a '-');
+    `unknown_model` prices any model found nowhere (without it such calls cost 0, and
+    `circuitd_unpriced_calls_total` counts them)."""
+
+    models: dict[str, Price] = {}
+    unknown_model: Price | None = None
+
+
+class PassthroughConfig(_Section, frozen=True):
+    """Any model name not declared in [models] goes to `provider` (the env-only mode's one
+    route), then to each of `fallbacks` in order, asking those for `fallback_model`."""
+
+    provider: str
+    fallbacks: list[str] = []
+    fallback_model: str | None = None  # None: the same model name
+
+
+class Config(_Section, frozen=True):
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
+    mock: MockConfig = MockConfig()
+    breaker: BreakerPolicy = BreakerPolicy()
+    retry: RetryPolicy = RetryPolicy()
+    pricing: PricingConfig = PricingConfig()
+    providers: dict[str, ProviderConfig] = {}
+    models: dict[str, ModelConfig] = {}
+    keys: list[KeyConfig] = []
+    default_daily_usd_limit: float | None = None
+    passthrough: PassthroughConfig | None = None  # any model name, not only declared ones
+    source: str = "<env>"  # where this config came from (file path or "<env>")
