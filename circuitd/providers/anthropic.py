@@ -1,0 +1,145 @@
+"""Anthropic Messages adapter: the canonical OpenAI request in, OpenAI-shaped answers out.
+
+`open` translates the request (`wire.anthropic`), POSTs it to `{base_url}/v1/messages` with
+`x-api-key` and `anthropic-version` over the gateway's shared client, and wraps the answer in
+an `AnthropicReply` that translates back: `read()` gives a `chat.completion` body (or an
+OpenAI error body for a non-2xx answer), `events()` gives `chat.completion.chunk` payloads and
+`[DONE]`. The base URL is the host without `/v1`, as in the official `anthropic` SDK.
+
+A request Anthropic cannot express raises `TranslationError` (a `ValueError`) from `open`,
+before any I/O: the relay turns it into a 400 `invalid_request_error` that is neither retried
+nor counted against the deployment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import httpx
+import msgspec
+
+from circuitd.core.sse import SSEDecoder, SSEError
+from circuitd.providers.base import Deployment, UpstreamCall, UpstreamFailure
+from circuitd.providers.openai import deployment_timeout, failure_from
+from circuitd.wire.anthropic import (
+    DONE,
+    AnthropicStreamTranslator,
+    StreamError,
+    anthropic_error_to_openai,
+    anthropic_response_to_openai,
+    openai_request_to_anthropic,
+)
+
+__all__ = ["API_VERSION", "DEFAULT_BASE_URL", "AnthropicProvider", "AnthropicReply"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+_JSON = b"application/json"
+
+
+class AnthropicReply:
+    """An Anthropic answer, read or streamed in the OpenAI wire format. `content_type` is
+    always JSON: `read()` returns translated JSON whatever the upstream sent."""
+
+    __slots__ = ("_created", "_model", "_response", "content_type", "retry_after", "status")
+
+    def __init__(self, response: httpx.Response, *, model: str, created: int) -> None:
+        self._response = response
+        self._model = model
+        self._created = created
+        self.status = response.status_code
+        self.retry_after = response.headers.get("retry-after")
+        self.content_type = _JSON
+
+    async def read(self) -> bytes:
+        try:
+            body = await self._response.aread()
+        except httpx.HTTPError as exc:
+            raise failure_from(exc) from exc
+        if not 200 <= self.status < 300:
+            return anthropic_error_to_openai(self.status, body)
+        try:
+            return anthropic_response_to_openai(body, model=self._model, created=self._created)
+        except msgspec.DecodeError as exc:
+            raise UpstreamFailure(f"malformed Anthropic message: {exc}") from exc
+
+    async def events(self) -> AsyncGenerator[str, None]:
+        decoder = SSEDecoder()
+        translator = AnthropicStreamTranslator(self._model, self._created)
+        try:
+            async for data in self._response.aiter_raw():
+                for event in decoder.feed(data):
+                    for payload in translator.feed(event.event, event.data):
+                        yield payload
+                        if payload == DONE:
+                            return
+            decoder.end()
+        except httpx.HTTPError as exc:
+            raise failure_from(exc) from exc
+        except SSEError as exc:
+            raise UpstreamFailure(f"malformed event stream: {exc}") from exc
+        except StreamError as exc:
+            raise UpstreamFailure(f"Anthropic stream error: {exc}") from exc
+
+
+class AnthropicProvider:
+    kind = "anthropic"
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        default_max_tokens: int = DEFAULT_MAX_TOKENS,
+        version: str = API_VERSION,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
+        self._default_max_tokens = default_max_tokens
+        self._headers = {"content-type": "application/json", "anthropic-version": version}
+        self._headers.update({key.lower(): value for key, value in (headers or {}).items()})
+        if api_key:
+            self._headers["x-api-key"] = api_key
+
+    def _max_tokens(self, deployment: Deployment) -> int:
+        """The `max_tokens` sent when the client gives none: the adapter's default, capped
+        at the deployment's output limit where one is configured."""
+        cap = deployment.max_output_tokens
+        return min(self._default_max_tokens, cap) if cap else self._default_max_tokens
+
+    @asynccontextmanager
+    async def open(
+        self, deployment: Deployment, call: UpstreamCall
+    ) -> AsyncIterator[AnthropicReply]:
+        body = openai_request_to_anthropic(
+            call.body,
+            upstream_model=deployment.upstream_model,
+            default_max_tokens=self._max_tokens(deployment),
+        )
+        request = self._client.build_request(
+            "POST",
+            self._url,
+            content=body,
+            headers=self._headers,
+            timeout=deployment_timeout(self._client, deployment),
+        )
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise failure_from(exc) from exc
+        try:
+            yield AnthropicReply(
+                response, model=deployment.upstream_model, created=int(time.time())
+            )
+        finally:
+            await response.aclose()
+
+    async def aclose(self) -> None:
+        """The shared client is owned (and closed) by the gateway."""
