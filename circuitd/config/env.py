@@ -68,14 +68,12 @@ def _env_int(env: Mapping[str, str], name: str, errors: list[str]) -> int | None
         return None
 
 
-# The key each env-only provider kind needs.
-_ENV_KEYS = {"openai": "OPENAI_API_KEY"}
+# Per provider kind: the variable with its key and the one with its base URL.
+_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+_ENV_BASE_URLS = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
 
 
 def _env_kind(name: str, value: str, errors: list[str]) -> str | None:
-    if value == "ANTHROPIC":
-        errors.append(f"{name}=ANTHROPIC: the Anthropic adapter is not available yet (issue 6)")
-        return None
     if value not in ENV_PROVIDERS:
         errors.append(f"{name}={value!r}: expected one of {', '.join(ENV_PROVIDERS)}")
         return None
@@ -83,12 +81,15 @@ def _env_kind(name: str, value: str, errors: list[str]) -> str | None:
 
 
 def _env_passthrough(env: Mapping[str, str], errors: list[str]) -> tuple[dict[str, Any], Any]:
-    """Env-only mode: `PROVIDER` (else OpenAI if its key is set, else mock) serves every
-    model name; `CIRCUIT_FALLBACK` (comma list) follows it, with `CIRCUIT_FALLBACK_MODEL` as
-    the fallbacks' upstream model."""
+    """Env-only mode: `PROVIDER` (else OpenAI or Anthropic if its key is set, else mock)
+    serves every model name; `CIRCUIT_FALLBACK` (comma list) follows it, with
+    `CIRCUIT_FALLBACK_MODEL` as the fallbacks' upstream model."""
     chosen = env.get("PROVIDER", "").strip().upper()
-    if not chosen:
-        chosen = "OPENAI" if env.get("OPENAI_API_KEY") else "MOCK"
+    if not chosen:  # the first provider whose key is set, else the mock
+        chosen = next(
+            (name for name in ("OPENAI", "ANTHROPIC") if env.get(_ENV_KEYS[name.lower()])),
+            "MOCK",
+        )
     primary = _env_kind("PROVIDER", chosen, errors) or "mock"
     fallbacks: list[str] = []
     for value in env.get("CIRCUIT_FALLBACK", "").upper().split(","):
@@ -139,9 +140,10 @@ def apply_env(
     providers = raw.get("providers")
     if isinstance(providers, dict):
         for provider in providers.values():
-            if not isinstance(provider, dict) or provider.get("kind") != "openai":
+            kind = provider.get("kind") if isinstance(provider, dict) else None
+            if not isinstance(provider, dict) or kind not in _ENV_KEYS:
                 continue
             if not provider.get("api_key") and not provider.get("api_key_env"):
-                provider["api_key_env"] = "OPENAI_API_KEY"
-            if not provider.get("base_url") and env.get("OPENAI_BASE_URL"):
-                provider["base_url"] = env["OPENAI_BASE_URL"]
+                provider["api_key_env"] = _ENV_KEYS[kind]
+            if not provider.get("base_url") and env.get(_ENV_BASE_URLS[kind]):
+                provider["base_url"] = env[_ENV_BASE_URLS[kind]]

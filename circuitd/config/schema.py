@@ -13,10 +13,10 @@ from circuitd.core.backoff import RetryPolicy
 from circuitd.core.breaker import BreakerPolicy
 from circuitd.core.pricing import Price
 
-ProviderKind = Literal["openai", "mock"]
-PROVIDER_KINDS: tuple[str, ...] = ("openai", "mock")
-# Seed-compatible `PROVIDER` values; ANTHROPIC's adapter is not built yet (see issue 6).
-ENV_PROVIDERS = {"MOCK": "mock", "OPENAI": "openai"}
+ProviderKind = Literal["openai", "anthropic", "mock"]
+PROVIDER_KINDS: tuple[str, ...] = ("openai", "anthropic", "mock")
+# Seed-compatible `PROVIDER` values.
+ENV_PROVIDERS = {"MOCK": "mock", "OPENAI": "openai", "ANTHROPIC": "anthropic"}
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -60,7 +60,8 @@ class MockConfig(_Section, frozen=True):
 
 class ProviderConfig(_Section, frozen=True):
     kind: ProviderKind
-    base_url: str | None = None  # OpenAI-style: includes the `/v1` prefix
+    # As in each official SDK: OpenAI-style URLs include `/v1`, Anthropic's do not.
+    base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None  # read the key from this environment variable
     headers: dict[str, str] = {}

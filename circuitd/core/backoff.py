@@ -48,7 +48,7 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     base_s: float = 0.2  # the first retry waits up to this, the second up to twice this...
     max_backoff_s: float = 5.0  # cap on the jittered backoff (not on Retry-After)
     max_retry_after_s: float = 30.0  # cap on an upstream's Retry-After
-    retry_statuses: tuple[int, ...] = (429, 500, 502, 503, 504)
+    retry_statuses: tuple[int, ...] = (429, 500, 502, 503, 504, 529)  # 529: Anthropic overloaded
 
     def __post_init__(self) -> None:
         # msgspec turns a ValueError raised here into a ValidationError naming the field.

@@ -30,13 +30,20 @@ from circuitd.errors import (
     ErrorBody,
     ErrorEnvelope,
     GatewayError,
+    InvalidRequest,
     UpstreamError,
     UpstreamRejected,
     UpstreamTimeout,
 )
 from circuitd.gateway.asgi import Headers, Receive, Send, start_response
 from circuitd.gateway.settle import CallRecord, charge
-from circuitd.providers.base import Deployment, Reply, UpstreamCall, UpstreamFailure
+from circuitd.providers.base import (
+    Deployment,
+    Reply,
+    UnsupportedRequest,
+    UpstreamCall,
+    UpstreamFailure,
+)
 from circuitd.wire.openai import chunk_decoder, completion_decoder
 
 _encoder = msgspec.json.Encoder()
@@ -199,6 +206,8 @@ async def json_attempt(
                 body = await reply.read()
         except UpstreamFailure as failure:
             raise AttemptFailed.from_failure(failure) from failure
+        except UnsupportedRequest as exc:  # the request cannot be said in the provider's dialect
+            raise AttemptFailed(InvalidRequest(str(exc)), status=400) from exc
     if timer.cancelled_caught:
         timeout = UpstreamTimeout("Upstream did not answer within the call's deadline.")
         raise AttemptFailed(timeout, timeout=True)
@@ -239,28 +248,37 @@ async def stream_attempt(
     deadline: float,
     client_wants_usage: bool,
 ) -> None:
-    """Forwards upstream events as they arrive; counts usage and relayed text on the way."""
+    """Forwards upstream events as they arrive; counts usage and relayed text on the way.
+
+    The client's response starts with the first valid event, not with the upstream's status:
+    a stream that fails before it (a 200 followed by an error event, a stall, a cut) is still
+    an ordinary failed attempt that can be retried elsewhere.
+    """
     failure: AttemptFailed | None = None
     started = done = False
     finished = False  # a finish_reason was seen: the answer is complete even without [DONE]
+
+    async def start() -> None:
+        nonlocal started
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    *_headers(headers, deployment, record),
+                ],
+            }
+        )
+        started = True
+        record.status_code = 200
+
     with trio.move_on_at(attempt_deadline(deployment, deadline)) as timer:
         try:
             async with deployment.provider.open(deployment, call) as reply:
                 await _check_status(reply)
                 record.upstream_started = True
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-type", b"text/event-stream; charset=utf-8"),
-                            (b"cache-control", b"no-cache"),
-                            *_headers(headers, deployment, record),
-                        ],
-                    }
-                )
-                started = True
-                record.status_code = 200
                 async with aclosing(reply.events()) as events:
                     async for payload in events:
                         if payload == _DONE_PAYLOAD:
@@ -284,6 +302,8 @@ async def stream_attempt(
                                 record.relayed.append(delta.content)
                             if choice.finish_reason is not None:
                                 finished = True
+                        if not started:
+                            await start()
                         await send(
                             {
                                 "type": "http.response.body",
@@ -295,16 +315,21 @@ async def stream_attempt(
             failure = AttemptFailed.from_failure(exc, started=started)
             if not started:
                 raise failure from exc
+        except UnsupportedRequest as exc:
+            raise AttemptFailed(InvalidRequest(str(exc)), status=400) from exc
     if timer.cancelled_caught:
         error = UpstreamTimeout("Upstream stream exceeded the call's deadline.")
         failure = AttemptFailed(error, timeout=True, started=started)
         if not started:
             raise failure
     if failure is None and not (done or finished):
-        failure = AttemptFailed(
-            UpstreamError("Upstream stream ended before completion."), cut=True, started=True
-        )
+        cut = UpstreamError("Upstream stream ended before completion.")
+        if not started:
+            raise AttemptFailed(cut, cut=True)
+        failure = AttemptFailed(cut, cut=True, started=True)
     if failure is None:
+        if not started:
+            await start()  # an empty but complete stream
         await send({"type": "http.response.body", "body": DONE, "more_body": False})
         record.status, record.error_code = "ok", None
         return

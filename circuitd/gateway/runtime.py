@@ -25,6 +25,7 @@ from circuitd.gateway.breakers import Breakers
 from circuitd.gateway.router import Passthrough, Prices, Router
 from circuitd.gateway.settle import Settler
 from circuitd.obs.metrics import Metrics
+from circuitd.providers.anthropic import AnthropicProvider
 from circuitd.providers.base import Deployment, Provider
 from circuitd.providers.mock import MockProvider
 from circuitd.providers.openai import OpenAIProvider
@@ -102,6 +103,10 @@ def build_provider(
     if spec.kind == "mock":
         return MockProvider(name, config.mock)
     api_key = spec.api_key or (env.get(spec.api_key_env) if spec.api_key_env else None)
+    if spec.kind == "anthropic":
+        return AnthropicProvider(
+            name, client, base_url=spec.base_url, api_key=api_key, headers=spec.headers
+        )
     return OpenAIProvider(
         name, client, base_url=spec.base_url, api_key=api_key, headers=spec.headers
     )

@@ -6,9 +6,9 @@ an `AnthropicReply` that translates back: `read()` gives a `chat.completion` bod
 OpenAI error body for a non-2xx answer), `events()` gives `chat.completion.chunk` payloads and
 `[DONE]`. The base URL is the host without `/v1`, as in the official `anthropic` SDK.
 
-A request Anthropic cannot express raises `TranslationError` (a `ValueError`) from `open`,
-before any I/O: the relay turns it into a 400 `invalid_request_error` that is neither retried
-nor counted against the deployment.
+A request Anthropic cannot express raises `UnsupportedRequest` from `open`, before any I/O:
+the relay turns it into a 400 `invalid_request_error` that is neither retried nor counted
+against the deployment.
 """
 
 from __future__ import annotations
@@ -21,12 +21,18 @@ import httpx
 import msgspec
 
 from circuitd.core.sse import SSEDecoder, SSEError
-from circuitd.providers.base import Deployment, UpstreamCall, UpstreamFailure
+from circuitd.providers.base import (
+    Deployment,
+    UnsupportedRequest,
+    UpstreamCall,
+    UpstreamFailure,
+)
 from circuitd.providers.openai import deployment_timeout, failure_from
 from circuitd.wire.anthropic import (
     DONE,
     AnthropicStreamTranslator,
     StreamError,
+    TranslationError,
     anthropic_error_to_openai,
     anthropic_response_to_openai,
     openai_request_to_anthropic,
@@ -118,11 +124,14 @@ class AnthropicProvider:
     async def open(
         self, deployment: Deployment, call: UpstreamCall
     ) -> AsyncIterator[AnthropicReply]:
-        body = openai_request_to_anthropic(
-            call.body,
-            upstream_model=deployment.upstream_model,
-            default_max_tokens=self._max_tokens(deployment),
-        )
+        try:
+            body = openai_request_to_anthropic(
+                call.body,
+                upstream_model=deployment.upstream_model,
+                default_max_tokens=self._max_tokens(deployment),
+            )
+        except TranslationError as exc:
+            raise UnsupportedRequest(str(exc)) from exc
         request = self._client.build_request(
             "POST",
             self._url,

@@ -51,6 +51,11 @@ class UpstreamFailure(Exception):
         self.connect = connect
 
 
+class UnsupportedRequest(Exception):
+    """The request cannot be expressed in this provider's dialect (e.g. `n` > 1 for
+    Anthropic): the client's fault, answered 400 and never retried."""
+
+
 class Reply(Protocol):
     status: int
     retry_after: str | None

@@ -185,5 +185,5 @@ def test_policy_defaults() -> None:
         base_s=0.2,
         max_backoff_s=5.0,
         max_retry_after_s=30.0,
-        retry_statuses=(429, 500, 502, 503, 504),
+        retry_statuses=(429, 500, 502, 503, 504, 529),
     )

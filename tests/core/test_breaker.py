@@ -432,8 +432,17 @@ class BreakerMachine(RuleBasedStateMachine):
     )
     def record(self, pick: int, outcome: Outcome, retry_after: float | None) -> None:
         permit = self.outstanding.pop(pick % len(self.outstanding))
+        counted = (
+            outcome in (Outcome.SUCCESS, Outcome.FAILURE)
+            and self.breaker.state is State.CLOSED
+            and permit.generation == self.breaker.generation
+        )
         self.breaker.record(permit, outcome, self.now, retry_after)
         self.recorded.append(permit)
+        if counted and self.breaker.state is State.CLOSED:
+            # The verdict is taken on each counted result (not when old results expire).
+            snap = self.breaker.snapshot(self.now)
+            assert snap.calls < POLICY.minimum_calls or snap.failure_rate < POLICY.failure_rate
 
     @precondition(lambda self: self.recorded)
     @rule(pick=st.integers(0, 1000), outcome=st.sampled_from(Outcome))
@@ -468,7 +477,6 @@ class BreakerMachine(RuleBasedStateMachine):
             assert snap.probes_in_flight == snap.probe_successes == 0
         if snap.state is State.CLOSED:
             assert snap.trips == 0
-            assert snap.calls < POLICY.minimum_calls or snap.failure_rate < POLICY.failure_rate
         generation = self.breaker.generation
         live_probes = [p for p in self.outstanding if p.probe and p.generation == generation]
         assert snap.probes_in_flight == len(live_probes)

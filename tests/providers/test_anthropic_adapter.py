@@ -12,8 +12,7 @@ import pytest
 
 from circuitd.core.sse import encode_event
 from circuitd.providers.anthropic import AnthropicProvider
-from circuitd.providers.base import Deployment, UpstreamCall, UpstreamFailure
-from circuitd.wire.anthropic import TranslationError
+from circuitd.providers.base import Deployment, UnsupportedRequest, UpstreamCall, UpstreamFailure
 from tests.providers.test_anthropic_stream import TEXT_STREAM, TOOL_STREAM
 from tests.providers.test_anthropic_translate import TEXT_MESSAGE
 
@@ -231,7 +230,7 @@ async def test_connect_error_is_an_upstream_failure() -> None:
 async def test_untranslatable_request_raises_before_any_io() -> None:
     upstream = Upstream(lambda _: httpx.Response(200, content=TEXT_MESSAGE))
     p = provider(upstream)
-    with pytest.raises(TranslationError, match="n > 1"):
+    with pytest.raises(UnsupportedRequest, match="n > 1"):
         async with p.open(deployment(p), call({**CHAT, "n": 3})):
             pass
     assert upstream.requests == []
