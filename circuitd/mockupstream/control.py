@@ -6,9 +6,13 @@
 - `GET /_mock/stats`: counters. Long-poll with `wait_disconnects=N`, `wait_requests=N` or
   `wait_idle=1` (and `timeout=S`, default 10): it answers once the condition holds (or with
   `"timed_out": true`), so tests synchronise on the server's own view instead of sleeping.
-- `GET /_mock/requests`: the last 50 chat requests (method, path, query, header pairs, body
-  as parsed JSON, or as text when it was not JSON), oldest first.
+- `GET /_mock/requests`: the last 50 chat requests, both dialects (method, path, query, header
+  pairs as received, keys included: `authorization`, `x-api-key`; body as parsed JSON, or as
+  text when it was not JSON), oldest first.
 - `POST /_mock/reset`: clear stats, the request log and the fault queue.
+
+"Chat requests" are those to `/v1/chat/completions` (OpenAI) and `/v1/messages` (Anthropic):
+`requests` counts both, `routes` each path; faults apply to both alike.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ DEFAULT_WAIT_S = 10.0
 
 class Stats(msgspec.Struct):
     requests: int = 0  # chat requests received, valid or not
+    routes: dict[str, int] = {}  # chat requests by path
     statuses: dict[str, int] = {}  # chat responses by status (a cut stream counts as its 200)
     in_flight: int = 0  # chat responses started and not finished
     disconnects: int = 0  # chat responses abandoned because the client went away
@@ -55,6 +60,7 @@ class Control:
         self.faults = FaultQueue()
         self.log: deque[Request] = deque(maxlen=REQUEST_LOG_SIZE)
         self.requests = 0
+        self.routes: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
         self.in_flight = 0
         self.disconnects = 0
@@ -66,6 +72,7 @@ class Control:
 
     def received(self, request: Request) -> None:
         self.requests += 1
+        self.routes[request.path] += 1
         self.log.append(request)
         self.notify()
 
@@ -82,11 +89,13 @@ class Control:
         self.log.clear()
         self.requests = self.in_flight = self.disconnects = 0
         self.statuses.clear()
+        self.routes.clear()
         self.notify()
 
     def stats(self, *, timed_out: bool = False) -> Stats:
         return Stats(
             requests=self.requests,
+            routes=dict(sorted(self.routes.items())),
             statuses={str(k): v for k, v in sorted(self.statuses.items())},
             in_flight=self.in_flight,
             disconnects=self.disconnects,

@@ -5,19 +5,35 @@ server's fault queue (set through `POST /_mock/faults`) over the server's comman
 defaults. A field left unset (None) in a higher layer falls through to the one below, so a
 test can add `{"status": 500}` to a server started with `--chunk-delay-ms 5` and get both.
 
-"After k chunks" always counts *content* chunks: the role chunk is sent first regardless.
+"After k chunks" always counts *content* chunks (OpenAI content deltas, Anthropic
+`content_block_delta` events): the stream's head (OpenAI's role chunk; Anthropic's
+`message_start`, `content_block_start` and `ping`) is sent first regardless. The one exception
+is `error_event_after: 0`: the error event is then the stream's very first event, as an
+overloaded API answers a stream it could not start (`stream_steps` below).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-__all__ = ["Fault", "FaultQueue", "error_body", "error_kind"]
+__all__ = [
+    "CUT",
+    "DELAY",
+    "STALL",
+    "Fault",
+    "FaultQueue",
+    "Frames",
+    "Step",
+    "error_body",
+    "error_kind",
+    "stream_steps",
+]
 
 NonNegative = Annotated[int, Meta(ge=0)]
 Positive = Annotated[int, Meta(ge=1)]
@@ -32,10 +48,16 @@ class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     stall_after: NonNegative | None = None  # then send nothing until the client goes away
     cut_after: NonNegative | None = None  # then close the connection, no end, no [DONE]
     malformed_after: NonNegative | None = None  # then one `data: {not json` event
-    omit_usage: bool | None = None  # no usage, in JSON or stream, even if asked for
+    omit_usage: bool | None = None  # no usage even if asked for (Anthropic: all counts 0)
     chunks: Positive | None = None  # number of content chunks
     tokens: NonNegative | None = None  # completion length in tokens (words)
-    message: str | None = None  # the error message, with `status`
+    message: str | None = None  # the error message, with `status` or `error_event_after`
+    # Then one error event (OpenAI: `data: {"error": ...}`; Anthropic: `event: error`,
+    # overloaded_error) and the end of the response; 0: the error is the first event.
+    error_event_after: NonNegative | None = None
+    # Anthropic dialect: true forces a tool_use answer (when the request has tools), false
+    # forbids it; unset: as the request asks (tool_choice, or "weather" in the last turn).
+    tool_call: bool | None = None
 
     def over(self, base: Fault | None) -> Fault:
         """This fault's set fields, the rest from `base`."""
@@ -59,6 +81,58 @@ class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
 
 
 NO_FAULT = Fault()
+
+
+class Step:
+    """Markers between the SSE frames of a stream: where time or a fault intervenes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+DELAY, STALL, CUT = Step("delay"), Step("stall"), Step("cut")
+
+
+@dataclass(frozen=True, slots=True)
+class Frames:
+    """A stream's SSE frames in any dialect, split where fault injection acts."""
+
+    head: list[bytes]  # sent first (OpenAI: the role chunk; Anthropic: message_start ...)
+    content: list[bytes]  # the content chunks that `*_after` counts
+    tail: list[bytes]  # the finish, the usage, the end marker
+    malformed: bytes  # an event whose JSON is broken
+    error: bytes  # an error event
+
+
+def stream_steps(frames: Frames, fault: Fault) -> Iterator[bytes | Step]:
+    """The frames to send, with the fault's markers between them. A stream ends after its
+    last frame, at a STALL or CUT marker (then the caller waits or cuts), or after an
+    error frame (then the caller ends the response cleanly, as the real APIs do)."""
+    if fault.error_event_after == 0:
+        yield frames.error
+        return
+    yield from frames.head
+    content = frames.content
+    for k in range(len(content) + 1):  # k: content chunks sent so far
+        if k == fault.malformed_after:
+            yield frames.malformed
+        if k and k == fault.error_event_after:
+            yield frames.error
+            return
+        if k == fault.stall_after:
+            yield STALL
+            return
+        if k == fault.cut_after:
+            yield CUT
+            return
+        if fault.chunk_delay_ms:
+            yield DELAY
+        if k < len(content):
+            yield content[k]
+    yield from frames.tail
 
 
 @dataclass(slots=True)
