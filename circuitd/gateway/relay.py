@@ -83,9 +83,10 @@ class AttemptFailed(Exception):
             error = UpstreamError(f"Upstream failed: {failure}")
         return cls(
             error,
+            status=failure.status,
             timeout=failure.timeout,
             connect_error=failure.connect,
-            cut=started or not (failure.timeout or failure.connect),
+            cut=started or not (failure.timeout or failure.connect or failure.status),
             started=started,
         )
 
@@ -250,13 +251,15 @@ async def stream_attempt(
 ) -> None:
     """Forwards upstream events as they arrive; counts usage and relayed text on the way.
 
-    The client's response starts with the first valid event, not with the upstream's status:
-    a stream that fails before it (a 200 followed by an error event, a stall, a cut) is still
-    an ordinary failed attempt that can be retried elsewhere.
+    The client's response starts with the first chunk of substance (content, tool calls, a
+    finish reason or usage), not with the upstream's status line nor its content-free role
+    chunk, which is held back: a stream that fails before that (a 200 followed by an error
+    event, a stall, a cut) is still an ordinary failed attempt, retried or routed elsewhere.
     """
     failure: AttemptFailed | None = None
     started = done = False
     finished = False  # a finish_reason was seen: the answer is complete even without [DONE]
+    held: list[bytes] = []  # content-free chunks (the role chunk) before the first content
 
     async def start() -> None:
         nonlocal started
@@ -273,6 +276,9 @@ async def stream_attempt(
         )
         started = True
         record.status_code = 200
+        for frame in held:
+            await send({"type": "http.response.body", "body": frame, "more_body": True})
+        held.clear()
 
     with trio.move_on_at(attempt_deadline(deployment, deadline)) as timer:
         try:
@@ -288,12 +294,13 @@ async def stream_attempt(
                             chunk = chunk_decoder.decode(payload)
                         except msgspec.DecodeError as exc:
                             raise UpstreamFailure("malformed stream chunk") from exc
-                        if chunk.error is not None:
-                            raise UpstreamFailure(f"error event: {chunk.error}")
+                        if chunk.error is not None:  # a server-side failure told in-stream
+                            raise UpstreamFailure(f"error event: {chunk.error}", status=500)
                         if chunk.usage is not None:
                             record.usage = chunk.usage
                             if not chunk.choices and not client_wants_usage:
                                 continue  # the usage chunk only the gateway asked for
+                        substance = chunk.usage is not None
                         for choice in chunk.choices:
                             delta = choice.delta
                             if delta is not None and delta.content:
@@ -302,15 +309,21 @@ async def stream_attempt(
                                 record.relayed.append(delta.content)
                             if choice.finish_reason is not None:
                                 finished = True
+                            substance = (
+                                substance
+                                or choice.finish_reason is not None
+                                or (
+                                    delta is not None
+                                    and bool(delta.content or delta.tool_calls or delta.refusal)
+                                )
+                            )
+                        frame = b"data: " + payload.encode() + b"\n\n"
                         if not started:
+                            if not substance:
+                                held.append(frame)  # a failure now can still be retried
+                                continue
                             await start()
-                        await send(
-                            {
-                                "type": "http.response.body",
-                                "body": b"data: " + payload.encode() + b"\n\n",
-                                "more_body": True,
-                            }
-                        )
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
         except UpstreamFailure as exc:
             failure = AttemptFailed.from_failure(exc, started=started)
             if not started:

@@ -88,7 +88,22 @@ class AnthropicReply:
         except SSEError as exc:
             raise UpstreamFailure(f"malformed event stream: {exc}") from exc
         except StreamError as exc:
-            raise UpstreamFailure(f"Anthropic stream error: {exc}") from exc
+            status = ERROR_EVENT_STATUS.get(exc.error_type, 500)
+            raise UpstreamFailure(f"Anthropic stream error: {exc}", status=status) from exc
+
+
+# The HTTP status each Anthropic error type is answered with when it is not an event.
+ERROR_EVENT_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
 
 
 class AnthropicProvider:

@@ -42,13 +42,23 @@ class UpstreamFailure(Exception):
     """The upstream could not be reached or broke the protocol (connect error, cut, garbage).
 
     `timeout`: a timeout passed (connect, first byte, idle gap); `connect`: no connection
-    was made, so the upstream saw nothing of the request.
+    was made, so the upstream saw nothing of the request; `status`: the HTTP status the
+    upstream's in-stream error event stands for (an Anthropic `overloaded_error` is a 529), so
+    that retries and the breaker treat it like the same error answered up front.
     """
 
-    def __init__(self, message: str, *, timeout: bool = False, connect: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        timeout: bool = False,
+        connect: bool = False,
+        status: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.timeout = timeout
         self.connect = connect
+        self.status = status
 
 
 class UnsupportedRequest(Exception):
