@@ -1,0 +1,581 @@
+"""Budgets: per-subject USD limits on UTC days and months, never overshot (sans-I/O).
+
+A *subject* is an opaque string (a key id today; "tenant:acme" later). A call is charged to
+one or more subjects at once (a key and its tenant): `reserve` fits on all of them or on none.
+Each subject has a limit per `Period` (DAY, MONTH: UTC calendar periods); a *slot* is
+(subject, period, period id 'YYYY-MM-DD' / 'YYYY-MM'). Money is integer micro-USD (µUSD).
+
+Admission reserves the call's worst-case cost on every slot; settlement removes the
+reservation and adds the actual cost to `spent`; `release` removes it without spending. Each
+reservation is closed exactly once (a second time raises `BudgetError`).
+
+Rules, per slot with a limit (a slot without one still counts spend, for usage and for a
+limit added by a reload mid-period):
+
+- STRICT (default): admit iff spent + reserved + amount <= limit. Guarantee: at all times
+  spent + reserved <= limit + E, where E is the sum, over the calls settled in the slot's
+  period, of max(0, actual - reserved amount): if every call costs at most its reservation,
+  spent never exceeds the limit, and a call that costs more overshoots by its own excess only.
+  (A limit lowered mid-period refuses new calls until the total fits under it; calls admitted
+  before finish.) A call whose worst case alone exceeds the limit is refused
+  (`Refusal.exceeds_limit`): no wait makes it fit.
+- SOFT (`strict=False`): admit iff spent + reserved < limit; the overshoot is below one
+  admitted call's worst case (plus E).
+
+Cross-midnight calls are charged to the periods they were *reserved* in: the reservation
+holds its slots, and the request row's `timestamp` (hence its `usage_daily.day`) is the call's
+start too, so ledger and rollups agree and seeding from `usage_daily` reproduces the ledger.
+Time never moves backwards: a `now` earlier than the latest seen is taken as the latest. When
+the UTC day changes, slots of past periods with nothing outstanding are dropped (their spend is
+in the store already); a past slot still holding a reservation goes once that is closed.
+
+Alerts: the first settle that takes a slot's spent to >= p% of its limit queues an `Alert`
+for each percent p of `alert_percents` (50/80/95), once per slot; `pop_alerts()` returns them.
+Percents already reached by spend `load`ed at start are not alerted again (the previous
+process alerted them before their rows were written).
+
+Several processes (`LeasedBudget`). A shared store (SQLite with `BEGIN IMMEDIATE`, or Redis)
+holds per slot the settled `spent` and, per holder process, a `held` lease. Each process may
+commit budget only out of its own lease: it admits a call iff, locally, unreported + reserved
++ amount <= lease, where *unreported* is spend settled here but not yet reported to the store.
+When the lease is short, `reserve_or_lease` returns `LeaseNeeded`; the shell runs one
+transaction per report computing `exchange(...)` (report used spend: spent += used, lease -=
+used; return unused lease; then `grant`: at most limit - spent - Σ leases, and nothing unless
+at least the call's shortfall is free, so budget is not stranded), then calls `apply` and
+`reserve` (which never leases, so that a second shortfall refuses). Chunks: `lease_request`
+asks for max(shortfall, min(limit, max(amount, ceil(limit / divisor)))), divisor 64. Every
+exchange renews the lease for `ttl_s`; a process draws from it only before it expires, and the
+store counts an expired lease as free only `grace_s` later (>= the longest call), so a crashed
+process's lease comes back. Unused lease is returned when idle `idle_s`, for past periods, and
+at shutdown (`sync(now, closing=True)`).
+Bound: `grant` keeps spent + Σ held <= limit, and each process keeps unreported + reserved <=
+held, so spent + Σ (unreported + reserved) — every admitted worst case, everywhere — stays <=
+limit: strict mode holds across processes with the same E as above, never N times anything. The
+price is that a call may be refused while up to N chunks sit unused in other processes'
+leases (for at most `idle_s`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from collections.abc import Sequence
+from typing import Final, NamedTuple
+
+import msgspec
+
+__all__ = [
+    "Alert", "BudgetError", "BudgetLedger", "BudgetLimits", "BudgetPolicy", "Exchange",
+    "LeaseNeeded", "LeasePolicy", "LeaseReport", "LeasedBudget", "Period", "Refusal",
+    "Reservation", "Slot", "SlotUsage", "crossed_percents", "day_of", "exchange", "grant",
+    "lease_request", "month_of", "period_bounds", "period_id",
+]  # fmt: skip
+
+_DAY_S: Final = 86_400
+_EPOCH: Final = dt.date(1970, 1, 1)
+
+
+class Period(enum.StrEnum):
+    DAY = "day"
+    MONTH = "month"
+
+
+def _date(epoch: float) -> dt.date:
+    # Whole seconds floored, as `time.gmtime` does for the rows' timestamps.
+    if not math.isfinite(epoch):
+        raise ValueError(f"epoch seconds must be finite, got {epoch!r}")
+    return _EPOCH + dt.timedelta(days=math.floor(epoch) // _DAY_S)
+
+
+def day_of(epoch: float) -> str:
+    """'YYYY-MM-DD', the UTC day of `epoch`."""
+    return _date(epoch).isoformat()
+
+
+def month_of(epoch: float) -> str:
+    """'YYYY-MM', the UTC month of `epoch`."""
+    return _date(epoch).isoformat()[:7]
+
+
+def period_id(period: Period, epoch: float) -> str:
+    return day_of(epoch) if period is Period.DAY else month_of(epoch)
+
+
+def period_bounds(period: Period, epoch: float) -> tuple[int, int]:
+    """(start, end) epoch seconds of the period holding `epoch`; `end` is the next reset."""
+    day = _date(epoch)
+    if period is Period.DAY:
+        start, end = day, day + dt.timedelta(days=1)
+    else:
+        start = day.replace(day=1)
+        end = dt.date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return (start - _EPOCH).days * _DAY_S, (end - _EPOCH).days * _DAY_S
+
+
+class BudgetLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A subject's limits in µUSD; None: no limit on that period (spend is still counted)."""
+
+    daily_micro_usd: int | None = None
+    monthly_micro_usd: int | None = None
+
+    def __post_init__(self) -> None:
+        for limit in (self.daily_micro_usd, self.monthly_micro_usd):
+            if limit is not None and limit < 0:
+                raise ValueError(f"budget limits must be >= 0 µUSD, got {limit!r}")
+
+    def of(self, period: Period) -> int | None:
+        return self.daily_micro_usd if period is Period.DAY else self.monthly_micro_usd
+
+
+class BudgetPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    strict: bool = True  # see the module docstring: STRICT vs SOFT
+    alert_percents: tuple[int, ...] = (50, 80, 95)
+
+    def __post_init__(self) -> None:
+        p = self.alert_percents
+        if list(p) != sorted(set(p)) or not all(1 <= x <= 100 for x in p):
+            raise ValueError(f"alert_percents must be increasing, in 1..100, got {p!r}")
+
+
+class LeasePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    divisor: int = 64  # a lease chunk is limit / divisor (at least the call's worst case)
+    ttl_s: float = 300.0  # an exchange renews the lease for this long
+    renew_s: float = 100.0  # `sync` renews a lease that expires sooner than this
+    idle_s: float = 60.0  # `sync` returns the unused lease of a slot idle this long
+    grace_s: float = 900.0  # store side: an expired lease is free only this much later
+
+    def __post_init__(self) -> None:
+        if self.divisor < 1 or not 0 < self.renew_s < self.ttl_s or self.idle_s < 0:
+            raise ValueError("need divisor >= 1, 0 < renew_s < ttl_s and idle_s >= 0")
+
+
+class Slot(NamedTuple):
+    subject: str
+    period: Period
+    period_id: str
+
+
+class Refusal(msgspec.Struct, frozen=True):
+    """Why `reserve` refused: the binding limit (the one that resets last)."""
+
+    slot: Slot
+    limit: int
+    spent: int
+    reserved: int
+    amount: int
+    resets_at: int  # epoch seconds
+    retry_after_s: int  # whole seconds, >= 1: for Retry-After
+    exceeds_limit: bool  # the worst case alone is over the limit: no wait helps
+    lease_short: bool = False  # several processes: the store granted too little lease
+
+
+class Alert(msgspec.Struct, frozen=True):
+    slot: Slot
+    percent: int
+    limit: int
+    spent: int
+    at: float
+
+
+class SlotUsage(msgspec.Struct, frozen=True):
+    slot: Slot
+    limit: int | None
+    spent: int
+    reserved: int
+    remaining: int | None  # max(0, limit - spent - reserved); None without a limit
+    resets_at: int
+
+
+class LeaseReport(msgspec.Struct, frozen=True):
+    """One exchange with the store for one slot, as the shell's transaction will run it."""
+
+    slot: Slot
+    limit: int | None  # None: an unlimited slot only reports its spend
+    used: int  # settled spend to move from this process's lease to the store's `spent`
+    returned: int  # unused lease to give back
+    request: int  # lease wanted (0: only report, return, renew)
+    minimum: int  # grant nothing unless at least this much is free (the call's shortfall)
+
+
+class LeaseNeeded(msgspec.Struct, frozen=True):
+    reports: tuple[LeaseReport, ...]  # run each, then `apply` it (or `abandon` on failure)
+    pending: tuple[Slot, ...]  # exchanges already in flight: wait for them, then retry
+
+
+class Exchange(msgspec.Struct, frozen=True):
+    spent: int
+    leased: int
+    held: int
+    granted: int
+
+
+class BudgetError(RuntimeError):
+    """A reservation misused: closed twice, or given to a ledger that did not issue it."""
+
+
+def crossed_percents(
+    limit: int, before: int, after: int, percents: Sequence[int]
+) -> tuple[int, ...]:
+    """The percents p with before < p% of limit <= after (the store's alert check)."""
+    return tuple(p for p in percents if before * 100 < limit * p <= after * 100)
+
+
+def grant(
+    global_limit: int, global_spent: int, global_leased: int, request: int, minimum: int = 0
+) -> int:
+    """Lease to grant: at most what is free (limit - spent - leased), nothing if under `minimum`."""
+    free = max(0, global_limit - global_spent - global_leased)
+    return 0 if free < minimum else min(max(request, 0), free)
+
+
+def exchange(
+    limit: int | None, spent: int, leased: int, held: int, report: LeaseReport
+) -> Exchange:
+    """The shared store's transaction: `spent`, `leased` (Σ live leases) and `held` (this
+    holder's lease) before; the same after, and what was granted."""
+    spent += report.used
+    dropped = min(held, report.used + report.returned)
+    request = report.request if limit is not None else 0
+    granted = grant(limit or 0, spent, leased - dropped, request, report.minimum)
+    return Exchange(spent, leased - dropped + granted, held - dropped + granted, granted)
+
+
+def lease_request(need: int, amount: int, limit: int, divisor: int = 64) -> int:
+    """Lease to ask for: the shortfall `need`, else a chunk of max(call, limit / divisor)."""
+    return max(need, min(limit, max(amount, -(-limit // divisor))))
+
+
+def _short(total: int, amount: int, cap: int, strict: bool) -> int:
+    """How much `cap` lacks for admitting `amount` on top of `total` (0: it fits)."""
+    return max(0, total + amount - cap) if strict else max(0, total + 1 - cap)
+
+
+class Reservation:
+    """A call's reserved worst case, to be settled or released exactly once."""
+
+    __slots__ = ("_done", "_owner", "amount", "at", "slots")
+
+    def __init__(self, owner: BudgetLedger, amount: int, slots: tuple[Slot, ...], at: float):
+        self._owner = owner
+        self._done = False
+        self.amount = amount
+        self.slots = slots
+        self.at = at
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def __repr__(self) -> str:
+        return f"Reservation(amount={self.amount}, slots={self.slots!r}, done={self._done})"
+
+
+class _Entry:
+    __slots__ = (
+        "alerted", "expires", "holds", "last_draw", "lease", "limit", "loaded", "pending",
+        "reserved", "spent", "unreported",
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        self.limit: int | None = None  # as last seen in `reserve`
+        self.spent = 0
+        self.reserved = 0
+        self.holds = 0  # open reservations
+        self.alerted = 0  # bit i: alert_percents[i] reached
+        self.loaded = 0  # spend loaded at start: percents it reached are not alerted
+        self.lease = 0  # LeasedBudget only, from here on
+        self.unreported = 0
+        self.pending: LeaseReport | None = None
+        self.expires = -math.inf
+        self.last_draw = -math.inf
+
+
+class BudgetLedger:
+    """One process's ledger (the whole truth when the gateway runs one process)."""
+
+    _short_wait_s = math.inf
+
+    def __init__(self, policy: BudgetPolicy | None = None) -> None:
+        self._policy = policy if policy is not None else BudgetPolicy()
+        self._entries: dict[Slot, _Entry] = {}
+        self._alerts: list[Alert] = []
+        self._now = -math.inf
+        self._day: int | None = None
+        self._ids: dict[Period, str] = {}
+
+    @property
+    def policy(self) -> BudgetPolicy:
+        return self._policy
+
+    @property
+    def outstanding(self) -> int:
+        """Open reservations (a reservation on n slots counts once per slot)."""
+        return sum(e.holds for e in self._entries.values())
+
+    def reserve(
+        self, accounts: Sequence[tuple[str, BudgetLimits]], amount: int, now: float
+    ) -> Reservation | Refusal:
+        decision = self._reserve(accounts, amount, now, may_lease=False)
+        assert not isinstance(decision, LeaseNeeded)
+        return decision
+
+    def settle(self, reservation: Reservation, actual: int, now: float) -> None:
+        """Close `reservation`, adding the call's `actual` cost (any >= 0) to its slots."""
+        if actual < 0:
+            raise ValueError(f"actual cost must be >= 0 µUSD, got {actual!r}")
+        self._close(reservation)
+        now = self._clock(now)
+        for slot in reservation.slots:
+            entry = self._entries[slot]
+            entry.spent += actual
+            self._settled(slot, entry, actual, now)
+            self._prune(slot, entry)
+
+    def release(self, reservation: Reservation) -> None:
+        """Close `reservation` without spending (the call cost nothing upstream)."""
+        self._close(reservation)
+        for slot in reservation.slots:
+            self._prune(slot, self._entries[slot])
+
+    def load(self, subject: str, period: Period, period_id: str, spent: int) -> None:
+        """Seed a slot's settled spend from the store at start (before any traffic); a period
+        other than the current one is ignored."""
+        if spent < 0:
+            raise ValueError(f"spent must be >= 0 µUSD, got {spent!r}")
+        if self._ids and self._ids[period] != period_id:
+            return
+        entry = self._entries.setdefault(Slot(subject, period, period_id), _Entry())
+        entry.spent = entry.loaded = spent
+
+    def usage(
+        self, subject: str, now: float, limits: BudgetLimits | None = None
+    ) -> tuple[SlotUsage, SlotUsage]:
+        """(day, month) for `/v1/usage`; `limits` default to those last seen in `reserve`."""
+        self._clock(now)
+        day, month = (self._usage(Slot(subject, p, self._ids[p]), limits) for p in Period)
+        return day, month
+
+    def snapshot(self, now: float) -> list[SlotUsage]:
+        """Every current-period slot, for metrics."""
+        self._clock(now)
+        return [self._usage(s, None) for s in self._entries if self._ids[s.period] == s.period_id]
+
+    def pop_alerts(self) -> list[Alert]:
+        """The alerts since the last call, oldest first; each is returned once."""
+        alerts, self._alerts = self._alerts, []
+        return alerts
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _reserve(
+        self, accounts: Sequence[tuple[str, BudgetLimits]], amount: int, now: float, may_lease: bool
+    ) -> Reservation | Refusal | LeaseNeeded:
+        if amount < 0:
+            raise ValueError(f"a reservation must be >= 0 µUSD, got {amount!r}")
+        if len({subject for subject, _ in accounts}) != len(accounts):
+            raise ValueError("a call is charged to each subject at most once")
+        now = self._clock(now)
+        strict = self._policy.strict
+        entries: list[tuple[Slot, _Entry]] = []
+        refusal: Refusal | None = None
+        for subject, limits in accounts:
+            for period in Period:
+                slot = Slot(subject, period, self._ids[period])
+                entry = self._entries.setdefault(slot, _Entry())
+                entry.limit = limit = limits.of(period)
+                entries.append((slot, entry))
+                if limit is None or not _short(entry.spent + entry.reserved, amount, limit, strict):
+                    continue
+                if refusal is None or period is Period.MONTH:
+                    refusal = self._refusal(slot, entry, limit, amount, now)
+        if refusal is not None:
+            return refusal
+        lease_needed = self._draw(entries, amount, now, may_lease)
+        if lease_needed is not None:
+            return lease_needed
+        for _, entry in entries:
+            entry.reserved += amount
+            entry.holds += 1
+            entry.last_draw = now
+        return Reservation(self, amount, tuple(slot for slot, _ in entries), now)
+
+    def _draw(
+        self, entries: list[tuple[Slot, _Entry]], amount: int, now: float, may_lease: bool
+    ) -> LeaseNeeded | Refusal | None:
+        return None  # one process: the limit itself is the lease
+
+    def _refusal(
+        self, slot: Slot, entry: _Entry, limit: int, amount: int, now: float, short: bool = False
+    ) -> Refusal:
+        resets_at = period_bounds(slot.period, now)[1]
+        wait = resets_at - now
+        if short:  # other processes return idle leases sooner than the period resets
+            wait = min(wait, self._short_wait_s)
+        return Refusal(
+            slot,
+            limit,
+            entry.spent,
+            entry.reserved,
+            amount,
+            resets_at,
+            max(1, math.ceil(wait)),
+            exceeds_limit=amount > limit,
+            lease_short=short,
+        )
+
+    def _close(self, reservation: Reservation) -> None:
+        if reservation._owner is not self:
+            raise BudgetError(f"{reservation!r} was issued by another ledger")
+        if reservation._done:
+            raise BudgetError(f"{reservation!r} was already settled or released")
+        reservation._done = True
+        for slot in reservation.slots:
+            entry = self._entries[slot]  # an entry with holds > 0 is never pruned
+            entry.reserved -= reservation.amount
+            entry.holds -= 1
+
+    def _settled(self, slot: Slot, entry: _Entry, actual: int, now: float) -> None:
+        limit = entry.limit
+        if limit is None:
+            return
+        for i, percent in enumerate(self._policy.alert_percents):
+            if entry.alerted >> i & 1 or entry.spent * 100 < limit * percent:
+                continue
+            entry.alerted |= 1 << i
+            if entry.loaded * 100 < limit * percent:
+                self._alerts.append(Alert(slot, percent, limit, entry.spent, now))
+
+    def _clock(self, now: float) -> float:
+        if now > self._now:
+            self._now = now
+            day = math.floor(now) // _DAY_S
+            if day != self._day:
+                self._day = day
+                self._ids = {p: period_id(p, now) for p in Period}
+                for slot, entry in list(self._entries.items()):
+                    self._prune(slot, entry)
+        return self._now
+
+    def _idle(self, entry: _Entry) -> bool:
+        return entry.holds == 0
+
+    def _prune(self, slot: Slot, entry: _Entry) -> None:
+        if self._ids[slot.period] != slot.period_id and self._idle(entry):
+            del self._entries[slot]
+
+    def _usage(self, slot: Slot, limits: BudgetLimits | None) -> SlotUsage:
+        entry = self._entries.get(slot) or _Entry()
+        limit = limits.of(slot.period) if limits is not None else entry.limit
+        committed = entry.spent + entry.reserved
+        remaining = None if limit is None else max(0, limit - committed)
+        resets_at = period_bounds(slot.period, self._now)[1]
+        return SlotUsage(slot, limit, entry.spent, entry.reserved, remaining, resets_at)
+
+
+class LeasedBudget(BudgetLedger):
+    """A process's ledger when several processes share the budgets (see the module docstring).
+
+    `reserve` never leases (a short lease refuses); `reserve_or_lease` may return
+    `LeaseNeeded`. At most one exchange per slot is in flight. No alerts here (a process sees
+    only its share): the store's transaction raises them with `crossed_percents`; `load` is
+    unused (each exchange brings the store's spend)."""
+
+    def __init__(
+        self, policy: BudgetPolicy | None = None, lease_policy: LeasePolicy | None = None
+    ) -> None:
+        super().__init__(policy)
+        self._lease_policy = lease_policy if lease_policy is not None else LeasePolicy()
+        self._short_wait_s = self._lease_policy.idle_s
+
+    @property
+    def lease_policy(self) -> LeasePolicy:
+        return self._lease_policy
+
+    def reserve_or_lease(
+        self, accounts: Sequence[tuple[str, BudgetLimits]], amount: int, now: float
+    ) -> Reservation | Refusal | LeaseNeeded:
+        return self._reserve(accounts, amount, now, may_lease=True)
+
+    def lease(self, slot: Slot) -> int:
+        entry = self._entries.get(slot)
+        return entry.lease if entry is not None else 0
+
+    def sync(self, now: float, *, closing: bool = False) -> list[LeaseReport]:
+        """Exchanges due now: spend to report, idle, past-period or (`closing`) all unused
+        lease to return, leases to renew. Run each, then `apply` (or `abandon`) it."""
+        now = self._clock(now)
+        policy = self._lease_policy
+        reports = []
+        for slot, entry in self._entries.items():
+            if entry.pending is not None:
+                continue
+            current = self._ids[slot.period] == slot.period_id
+            unused = max(0, entry.lease - entry.unreported - entry.reserved)
+            idle = closing or not current or now - entry.last_draw >= policy.idle_s
+            returned = unused if idle else 0
+            renew = entry.lease > returned and entry.expires - now < policy.renew_s
+            if entry.unreported or returned or renew:
+                reports.append(self._report(slot, entry, returned=returned))
+        return reports
+
+    def apply(self, report: LeaseReport, result: Exchange, expires_at: float) -> None:
+        """`report`'s transaction committed with `result`; the lease is now `result.held`
+        (the store is authoritative) until `expires_at` (the store's expiry minus a margin)."""
+        entry = self._pending(report)
+        entry.pending = None
+        entry.unreported -= report.used
+        entry.lease = result.held
+        entry.spent = max(entry.spent, result.spent + entry.unreported)
+        entry.expires = expires_at
+        self._prune(report.slot, entry)
+
+    def abandon(self, report: LeaseReport) -> None:
+        """`report`'s transaction failed (rolled back): nothing changed."""
+        entry = self._pending(report)
+        entry.pending = None
+        self._prune(report.slot, entry)
+
+    def _pending(self, report: LeaseReport) -> _Entry:
+        entry = self._entries.get(report.slot)
+        if entry is None or entry.pending is not report:
+            raise BudgetError(f"{report!r} is not this ledger's exchange in flight")
+        return entry
+
+    def _report(
+        self, slot: Slot, entry: _Entry, returned: int = 0, request: int = 0, minimum: int = 0
+    ) -> LeaseReport:
+        report = LeaseReport(slot, entry.limit, entry.unreported, returned, request, minimum)
+        entry.pending = report
+        return report
+
+    def _draw(
+        self, entries: list[tuple[Slot, _Entry]], amount: int, now: float, may_lease: bool
+    ) -> LeaseNeeded | Refusal | None:
+        strict = self._policy.strict
+        reports: list[LeaseReport] = []
+        pending: list[Slot] = []
+        for slot, entry in entries:
+            limit = entry.limit
+            if limit is None:
+                continue
+            cap = entry.lease - (entry.pending.returned if entry.pending is not None else 0)
+            need = _short(entry.unreported + entry.reserved, amount, cap, strict)
+            if not need and (now < entry.expires or amount == 0):
+                continue  # covered by a live lease (a free call draws nothing)
+            if not may_lease:
+                return self._refusal(slot, entry, limit, amount, now, short=True)
+            if entry.pending is not None:
+                pending.append(slot)
+            else:  # short, or the lease has expired: exchange (which renews it)
+                request = lease_request(need, amount, limit, self._lease_policy.divisor)
+                reports.append(
+                    self._report(slot, entry, request=request if need else 0, minimum=need)
+                )
+        return LeaseNeeded(tuple(reports), tuple(pending)) if reports or pending else None
+
+    def _settled(self, slot: Slot, entry: _Entry, actual: int, now: float) -> None:
+        entry.unreported += actual
+
+    def _idle(self, entry: _Entry) -> bool:
+        return not (entry.holds or entry.lease or entry.unreported or entry.pending)
