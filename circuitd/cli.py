@@ -76,7 +76,7 @@ def _usage(args: argparse.Namespace) -> int:
         args.key,
         query,
         today=today,
-        daily_limit_usd=limit if limit is not None else config.default_daily_usd_limit,
+        daily_limit_usd=limit if limit is not None else config.limits.daily_usd,
     )
     if args.json:
         print(msgspec.json.encode(report).decode())

@@ -130,7 +130,9 @@ def apply_env(
         store["path"] = env["CIRCUIT_DB"]
     limit = _env_float(env, "CIRCUIT_DAILY_USD_LIMIT", errors)
     if limit is not None:
-        raw["default_daily_usd_limit"] = limit
+        limits = raw.setdefault("limits", {})
+        if isinstance(limits, dict):
+            limits["daily_usd"] = limit
     api_keys = [k.strip() for k in env.get("CIRCUIT_API_KEYS", "").split(",") if k.strip()]
     if api_keys:
         keys = raw.setdefault("keys", [])

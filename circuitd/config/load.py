@@ -23,6 +23,7 @@ from circuitd.config.env import apply_env, environment
 from circuitd.config.schema import (
     Config,
     KeyConfig,
+    LimitsConfig,
     MockConfig,
     ModelConfig,
     PassthroughConfig,
@@ -56,7 +57,7 @@ _SECTION_TYPES: dict[str, Any] = {
     "providers": dict[str, ProviderConfig],
     "models": dict[str, ModelConfig],
     "keys": list[KeyConfig],
-    "default_daily_usd_limit": float | None,
+    "limits": LimitsConfig,
     "passthrough": PassthroughConfig | None,
 }
 
@@ -106,6 +107,26 @@ def _check(config: Config, env: Mapping[str, str], errors: list[str]) -> None:
         errors.append("server.max_body_bytes must be ≥ 1024 - at `$.server.max_body_bytes`")
     if config.store.queue_size < 1 or config.store.batch_rows < 1:
         errors.append("store.queue_size and store.batch_rows must be ≥ 1 - at `$.store`")
+    limits = config.limits
+    budgets = (
+        limits.daily_usd is not None
+        or limits.monthly_usd is not None
+        or any(
+            k.daily_usd_limit is not None or k.monthly_usd_limit is not None for k in config.keys
+        )
+    )
+    if budgets and config.server.workers > 1:
+        # Each worker's ledger sees only its own calls: strict budgets need the lease protocol
+        # (core.budget.LeasedBudget) with its shared-store shell, which is not built yet.
+        errors.append(
+            "USD budgets are enforced by one worker only for now: set server.workers = 1 "
+            "(or CIRCUIT_WORKERS=1), or remove the budgets - at `$.server.workers`"
+        )
+    for name, value in (("daily_usd", limits.daily_usd), ("monthly_usd", limits.monthly_usd)):
+        if value is not None and value < 0:
+            errors.append(f"limits.{name} must be ≥ 0 - at `$.limits.{name}`")
+    if limits.default_max_output_tokens < 1:
+        errors.append("limits.default_max_output_tokens must be ≥ 1 - at `$.limits`")
     for name, provider in config.providers.items():
         missing_key = provider.api_key_env and provider.api_key_env not in env
         if provider.kind != "mock" and not provider.api_key and missing_key:

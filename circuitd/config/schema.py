@@ -92,7 +92,24 @@ class KeyConfig(_Section, frozen=True):
     key_env: str | None = None
     key_sha256: str | None = None  # hex digest: keeps the secret out of the file
     models: list[str] | None = None  # allowed aliases; None = all
+    # Limits for this key; unset ones come from [limits].
     daily_usd_limit: float | None = None
+    monthly_usd_limit: float | None = None
+    rpm: int | None = None  # requests per minute
+    tpm: int | None = None  # tokens per minute (prompt estimate + output cap at admission)
+
+
+class LimitsConfig(_Section, frozen=True):
+    """Defaults for every key (and the open-auth `anonymous` caller) that sets none itself.
+    Budgets are strict: the worst case of every call in flight is reserved, so admitted spend
+    never exceeds a limit (UTC calendar days and months)."""
+
+    daily_usd: float | None = None  # CIRCUIT_DAILY_USD_LIMIT
+    monthly_usd: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    default_max_output_tokens: int = 4096  # the output cap reserved when nothing says less
+    alert_percents: tuple[int, ...] = (50, 80, 95)  # logged and counted once per period
 
 
 class PricingConfig(_Section, frozen=True):
@@ -125,6 +142,6 @@ class Config(_Section, frozen=True):
     providers: dict[str, ProviderConfig] = {}
     models: dict[str, ModelConfig] = {}
     keys: list[KeyConfig] = []
-    default_daily_usd_limit: float | None = None
+    limits: LimitsConfig = LimitsConfig()
     passthrough: PassthroughConfig | None = None  # any model name, not only declared ones
     source: str = "<env>"  # where this config came from (file path or "<env>")

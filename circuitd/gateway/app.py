@@ -48,7 +48,7 @@ from circuitd.gateway.rewrite import client_wants_usage, upstream_body
 from circuitd.gateway.router import Router, route
 from circuitd.gateway.runtime import Gateway
 from circuitd.gateway.settle import CallRecord
-from circuitd.gateway.usage import parse_usage_query, read_report, utc_today
+from circuitd.gateway.usage import budget_status, parse_usage_query, read_report, utc_today
 from circuitd.obs.logs import request_ids_var
 from circuitd.obs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from circuitd.obs.metrics import route_label, status_class
@@ -189,6 +189,8 @@ class App:
                 daily_limit_usd=principal.daily_usd_limit,
             )
         )
+        live = self.gateway.admission.usage(principal, time.time())
+        report = msgspec.structs.replace(report, budgets=[budget_status(u) for u in live])
         await start_response(send, 200, base, _encoder.encode(report))
 
     async def _health(self, send: Send, base: Headers) -> None:
@@ -243,6 +245,10 @@ class App:
             view = decode_chat_request(body)
             record.request, record.stream = view, bool(view.stream)
             candidates = self._candidates(snapshot.router, view, principal)
+            record.ticket = gateway.admission.admit(
+                principal, view, candidates, now=record.started, now_wall=record.started_wall
+            )
+            base = [*base, *record.ticket.headers()]  # x-ratelimit-* on the answer
             deadline = record.started + config.upstream.total_timeout_s
 
             async with watch_client(receive) as watch:

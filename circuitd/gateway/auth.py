@@ -13,16 +13,22 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
-from circuitd.config import KeyConfig
+from circuitd.config import KeyConfig, LimitsConfig
 from circuitd.errors import InvalidApiKey, ModelNotAllowed
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     key_id: str
     allowed_models: frozenset[str] | None  # None: every model
-    daily_usd_limit: float | None
+    daily_usd_limit: float | None = None
+    monthly_usd_limit: float | None = None
+    rpm: int | None = None
+    tpm: int | None = None
 
     def check_model(self, alias: str) -> None:
         if self.allowed_models is not None and alias not in self.allowed_models:
@@ -31,7 +37,7 @@ class Principal:
             )
 
 
-ANONYMOUS = Principal(key_id="anonymous", allowed_models=None, daily_usd_limit=None)
+ANONYMOUS_ID = "anonymous"
 
 
 def digest(key: str) -> bytes:
@@ -39,12 +45,13 @@ def digest(key: str) -> bytes:
 
 
 class Authenticator:
-    def __init__(self, by_digest: Mapping[bytes, Principal]) -> None:
+    def __init__(self, by_digest: Mapping[bytes, Principal], anonymous: Principal) -> None:
         self._by_digest = dict(by_digest)
+        self.anonymous = anonymous  # every caller, when no keys are configured
 
     @classmethod
     def from_config(
-        cls, keys: Iterable[KeyConfig], env: Mapping[str, str], default_limit: float | None
+        cls, keys: Iterable[KeyConfig], env: Mapping[str, str], limits: LimitsConfig
     ) -> Authenticator:
         by_digest: dict[bytes, Principal] = {}
         for key in keys:
@@ -56,11 +63,20 @@ class Authenticator:
             by_digest[key_digest] = Principal(
                 key_id=key.id,
                 allowed_models=frozenset(key.models) if key.models is not None else None,
-                daily_usd_limit=key.daily_usd_limit
-                if key.daily_usd_limit is not None
-                else default_limit,
+                daily_usd_limit=_first(key.daily_usd_limit, limits.daily_usd),
+                monthly_usd_limit=_first(key.monthly_usd_limit, limits.monthly_usd),
+                rpm=_first(key.rpm, limits.rpm),
+                tpm=_first(key.tpm, limits.tpm),
             )
-        return cls(by_digest)
+        anonymous = Principal(
+            key_id=ANONYMOUS_ID,
+            allowed_models=None,
+            daily_usd_limit=limits.daily_usd,
+            monthly_usd_limit=limits.monthly_usd,
+            rpm=limits.rpm,
+            tpm=limits.tpm,
+        )
+        return cls(by_digest, anonymous)
 
     @property
     def open(self) -> bool:
@@ -68,7 +84,7 @@ class Authenticator:
 
     def authenticate(self, authorization: bytes | None) -> Principal:
         if self.open:
-            return ANONYMOUS
+            return self.anonymous
         if not authorization:
             raise InvalidApiKey(
                 "Missing API key. Send it as `Authorization: Bearer <key>`.", param=None
@@ -80,3 +96,7 @@ class Authenticator:
         if principal is None:
             raise InvalidApiKey("Incorrect API key provided.")
         return principal
+
+
+def _first(value: T | None, default: T | None) -> T | None:
+    return value if value is not None else default

@@ -18,8 +18,10 @@ import msgspec
 import trio
 
 from circuitd.config import Config, DeploymentConfig, ProviderConfig
+from circuitd.core.budget import BudgetPolicy, day_of
 from circuitd.core.pricing import Price, PriceTable
 from circuitd.core.tokens import default_tokenizer
+from circuitd.gateway.admission import Admission
 from circuitd.gateway.auth import Authenticator
 from circuitd.gateway.breakers import Breakers
 from circuitd.gateway.router import Passthrough, Prices, Router
@@ -29,6 +31,7 @@ from circuitd.providers.anthropic import AnthropicProvider
 from circuitd.providers.base import Deployment, Provider
 from circuitd.providers.mock import MockProvider
 from circuitd.providers.openai import OpenAIProvider
+from circuitd.store.sqlite import Database
 from circuitd.store.writer import WriteBehind
 from circuitd.wire.openai import ModelEntry, ModelList
 
@@ -52,6 +55,7 @@ class Gateway:
     settler: Settler
     writer: WriteBehind
     breakers: Breakers  # keyed by deployment name: state carries over a reload
+    admission: Admission  # ledgers and rate limiters carry over a reload too
     metrics: Metrics
     client: httpx.AsyncClient
     prices: PriceTable
@@ -63,6 +67,7 @@ class Gateway:
         with. Returns the changed settings that only a restart applies."""
         old = self.snapshot.config
         self.snapshot = build_snapshot(config, env, self.client, self.prices)
+        self.admission.configure(config.limits.default_max_output_tokens)
         return [
             name
             for name in ("server", "store", "upstream", "breaker")
@@ -192,6 +197,16 @@ def models_listing(router: Router, prices: PriceTable) -> bytes:
     return msgspec.json.encode(ModelList(data=entries))
 
 
+def seed_spend(admission: Admission, db_path: str, now: float) -> None:
+    """Loads every key's spend of the current UTC day and month from `usage_daily`."""
+    today = day_of(now)
+    month_start = today[:8] + "01"
+    with Database.open(db_path) as db:
+        for key_id, day_spend, month_spend in db.spend_by_key(month_start, today):
+            if key_id:  # '' is calls without a key (refused ones)
+                admission.seed(key_id, day_spend, month_spend, now)
+
+
 def build_snapshot(
     config: Config, env: Mapping[str, str], client: httpx.AsyncClient, defaults: PriceTable
 ) -> Snapshot:
@@ -203,7 +218,7 @@ def build_snapshot(
     router = build_router(config, providers, Prices(table, config.pricing.unknown_model))
     return Snapshot(
         config=config,
-        auth=Authenticator.from_config(config.keys, env, config.default_daily_usd_limit),
+        auth=Authenticator.from_config(config.keys, env, config.limits),
         router=router,
         providers=providers,
         models_body=models_listing(router, table),
@@ -222,13 +237,23 @@ async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[
             block_timeout=store.block_timeout_ms / 1000,
         )
         metrics = Metrics()
+        tokenizer = default_tokenizer()
+        admission = Admission(
+            tokenizer=tokenizer,
+            metrics=metrics,
+            default_max_output_tokens=config.limits.default_max_output_tokens,
+            policy=BudgetPolicy(alert_percents=config.limits.alert_percents),
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run, store.path)
+            # Spend survives restarts: today's and this month's, from the roll-ups.
+            await trio.to_thread.run_sync(seed_spend, admission, store.path, time.time())
             gateway = Gateway(
                 snapshot=build_snapshot(config, env, client, prices),
-                settler=Settler(writer, default_tokenizer(), metrics),
+                settler=Settler(writer, tokenizer, metrics, admission),
                 writer=writer,
                 breakers=Breakers(config.breaker, metrics),
+                admission=admission,
                 metrics=metrics,
                 client=client,
                 prices=prices,

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from circuitd.core.pricing import cost_micro_usd, micro_to_usd
 from circuitd.core.tokens import Tokenizer, estimate_completion_tokens, estimate_prompt_tokens
 from circuitd.errors import GatewayError, UpstreamRejected
+from circuitd.gateway.admission import Admission, Ticket
 from circuitd.obs.metrics import Metrics
 from circuitd.providers.base import Deployment
 from circuitd.store.rows import AttemptRow, RequestRow, Status, UsageSource
@@ -49,6 +50,7 @@ class CallRecord:
     usage: Usage | None = None  # as the provider reported it
     relayed: list[str] = field(default_factory=list)  # streamed content, for estimation
     attempt_log: list[AttemptRow] = field(default_factory=list)
+    ticket: Ticket | None = None  # admission's hold (rate limit, budget reservation)
     ttft: float | None = None  # seconds from start to the first content relayed
     upstream_started: bool = False  # the upstream answered (some output may be billable)
 
@@ -103,15 +105,26 @@ def charge(record: CallRecord, tokenizer: Tokenizer) -> Charge:
 
 
 class Settler:
-    def __init__(self, writer: WriteBehind, tokenizer: Tokenizer, metrics: Metrics) -> None:
+    def __init__(
+        self, writer: WriteBehind, tokenizer: Tokenizer, metrics: Metrics, admission: Admission
+    ) -> None:
         self._writer = writer
         self.tokenizer = tokenizer
         self._metrics = metrics
+        self._admission = admission
         self._dropped_seen = 0  # the writer's drop count already exported
         self._unpriced_warned: set[str] = set()  # deployments already warned about
 
     async def settle(self, record: CallRecord, now: float) -> RequestRow:
         bill = charge(record, self.tokenizer)
+        if record.ticket is not None:  # the reservation becomes the actual cost, or goes
+            self._admission.settle(
+                record.ticket,
+                cost_micro=bill.cost_micro_usd,
+                tokens=bill.tokens_input + bill.tokens_output,
+                billable=bill.source != "none",
+                now_wall=record.started_wall,  # the period the call was reserved in
+            )
         deployment = record.deployment
         row = RequestRow(
             request_id=record.request_id,

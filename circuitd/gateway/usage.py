@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from circuitd.core.budget import Period, SlotUsage
 from circuitd.core.pricing import micro_to_usd
 from circuitd.errors import InvalidRequest
 from circuitd.store.sqlite import Database, GroupBy, UsageTotal
@@ -35,6 +36,18 @@ class UsageGroup(msgspec.Struct, frozen=True):
     total_cost_usd: float
 
 
+class BudgetStatus(msgspec.Struct, frozen=True):
+    """One budget period of the key, live from the worker's ledger (reservations included)."""
+
+    period: str  # "day" or "month"
+    period_id: str  # "2026-11-23" or "2026-11"
+    limit_usd: float | None
+    spent_usd: float
+    reserved_usd: float  # worst cases of the calls in flight
+    remaining_usd: float | None
+    resets_at: str  # ISO-8601 UTC
+
+
 class UsageReport(msgspec.Struct, frozen=True):
     key_id: str | None  # None: every key (operator's view)
     period_start: str
@@ -49,6 +62,7 @@ class UsageReport(msgspec.Struct, frozen=True):
     budget_used_pct: float | None
     group_by: str | None
     data: list[UsageGroup]
+    budgets: list[BudgetStatus] | None = None  # the caller's view only (not the CLI's)
     object: Literal["usage"] = "usage"
 
 
@@ -141,6 +155,21 @@ def read_report(
 ) -> UsageReport:
     with Database.open(db_path) as db:
         return usage_report(db, key_id, query, today=today, daily_limit_usd=daily_limit_usd)
+
+
+def budget_status(usage: SlotUsage) -> BudgetStatus:
+    slot = usage.slot
+    return BudgetStatus(
+        period="day" if slot.period is Period.DAY else "month",
+        period_id=slot.period_id,
+        limit_usd=None if usage.limit is None else micro_to_usd(usage.limit),
+        spent_usd=micro_to_usd(usage.spent),
+        reserved_usd=micro_to_usd(usage.reserved),
+        remaining_usd=None if usage.remaining is None else micro_to_usd(usage.remaining),
+        resets_at=dt.datetime.fromtimestamp(usage.resets_at, dt.UTC)
+        .isoformat()
+        .replace("+00:00", "Z"),
+    )
 
 
 def utc_today() -> dt.date:

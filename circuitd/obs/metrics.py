@@ -130,6 +130,19 @@ class Metrics:
             registry=r,
         )
 
+        self.admission_refusals = Counter(
+            "circuitd_admission_refusals",
+            "Calls refused before any upstream call, by reason (rate_limit, budget).",
+            ["reason"],
+            registry=r,
+        )
+        self.budget_alerts = Counter(
+            "circuitd_budget_alerts",
+            "Budget thresholds crossed (each once per key and period), by percent.",
+            ["percent"],
+            registry=r,
+        )
+
     def breaker(self, deployment: str, state: State) -> None:
         self.breaker_state.labels(deployment).set(state.metric)
 

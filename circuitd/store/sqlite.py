@@ -293,6 +293,16 @@ class Database:
         """Spend over [start_day, end_day] inclusive; key_id None sums every key."""
         return self.usage_summary(key_id, start_day, end_day)[0].cost_micro_usd
 
+    def spend_by_key(self, month_start: str, today: str) -> list[tuple[str, int, int]]:
+        """(key_id, today's spend, spend from `month_start` to `today`) per key, from the
+        roll-ups: what the budget ledger is seeded with at start."""
+        rows = self._conn.execute(
+            "SELECT key_id, sum(CASE WHEN day = ?2 THEN cost_micro_usd ELSE 0 END), "
+            "sum(cost_micro_usd) FROM usage_daily WHERE day BETWEEN ?1 AND ?2 GROUP BY key_id",
+            (month_start, today),
+        )
+        return [(key_id, int(day), int(month)) for key_id, day, month in rows]
+
     def integrity_check(self) -> str:
         """'ok' when SQLite finds nothing wrong, else its findings one per line."""
         return "\n".join(str(line) for (line,) in self._conn.execute("PRAGMA integrity_check"))

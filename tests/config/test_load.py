@@ -122,7 +122,7 @@ def test_env_only_seed_variables() -> None:
     assert openai.base_url == "http://127.0.0.1:9/v1"
     assert openai.api_key_env == "OPENAI_API_KEY"
     assert [k.key for k in config.keys] == ["a", "b"]
-    assert config.default_daily_usd_limit == 10.5
+    assert config.limits.daily_usd == 10.5
     assert config.store.path == "/tmp/x.db"
     assert config.server.port == 9000
 

@@ -7,7 +7,7 @@ import hashlib
 import msgspec
 import pytest
 
-from circuitd.config import KeyConfig
+from circuitd.config import KeyConfig, LimitsConfig
 from circuitd.errors import (
     InvalidApiKey,
     ModelNotAllowed,
@@ -16,7 +16,7 @@ from circuitd.errors import (
     UpstreamTimeout,
 )
 from circuitd.gateway.app import client_request_id, decode_chat_request, new_request_id
-from circuitd.gateway.auth import ANONYMOUS, Authenticator
+from circuitd.gateway.auth import ANONYMOUS_ID, Authenticator
 from circuitd.gateway.relay import GatewayMeta, inject_meta, upstream_error
 from circuitd.gateway.rewrite import upstream_body
 
@@ -27,12 +27,12 @@ def test_auth_by_key_env_and_digest() -> None:
         KeyConfig(id="env", key_env="MY_KEY"),
         KeyConfig(id="hashed", key_sha256=hashlib.sha256(b"k3").hexdigest(), models=["m"]),
     ]
-    auth = Authenticator.from_config(keys, {"MY_KEY": "k2"}, default_limit=5.0)
+    auth = Authenticator.from_config(keys, {"MY_KEY": "k2"}, LimitsConfig(daily_usd=5.0, rpm=7))
     assert auth.authenticate(b"Bearer k1").key_id == "plain"
     assert auth.authenticate(b"bearer k2").key_id == "env"
     hashed = auth.authenticate(b"Bearer k3")
     assert hashed.key_id == "hashed"
-    assert hashed.daily_usd_limit == 5.0
+    assert (hashed.daily_usd_limit, hashed.rpm, hashed.tpm) == (5.0, 7, None)
     hashed.check_model("m")
     with pytest.raises(ModelNotAllowed):
         hashed.check_model("other")
@@ -42,9 +42,10 @@ def test_auth_by_key_env_and_digest() -> None:
 
 
 def test_open_auth_when_no_keys() -> None:
-    auth = Authenticator.from_config([], {}, None)
+    auth = Authenticator.from_config([], {}, LimitsConfig(daily_usd=1.0))
     assert auth.open
-    assert auth.authenticate(None) is ANONYMOUS
+    anonymous = auth.authenticate(None)
+    assert (anonymous.key_id, anonymous.daily_usd_limit) == (ANONYMOUS_ID, 1.0)
 
 
 def test_client_request_ids_are_taken_only_when_sane() -> None:
