@@ -41,6 +41,8 @@ class StoreConfig(_Section, frozen=True):
 
 
 class UpstreamConfig(_Section, frozen=True):
+    # "h11": circuitd's own O(1) HTTP/1.1 pool (circuitd/upstream); "httpx": httpcore's pool.
+    transport: Literal["h11", "httpx"] = "h11"
     max_connections: int = 1024
     max_keepalive_connections: int = 256
     keepalive_expiry_s: float = 30.0

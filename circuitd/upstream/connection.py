@@ -1,0 +1,176 @@
+"""One HTTP/1.1 connection: a trio stream (TCP, or TLS over it) and an h11 state machine."""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Mapping
+from typing import Final
+
+import h11
+import httpx
+import trio
+
+__all__ = [
+    "BROKEN",
+    "RECEIVE_SIZE",
+    "Connection",
+    "Origin",
+    "Stale",
+    "connect",
+    "describe",
+    "tls_context",
+]
+
+RECEIVE_SIZE: Final = 64 * 1024
+Origin = tuple[bytes, bytes, int]  # scheme, host (IDNA-encoded), port
+BROKEN: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+
+
+class Stale(Exception):
+    """A reused connection broke before any byte of the response: retry on a fresh one."""
+
+    def __init__(self, error: httpx.TransportError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def describe(exc: BaseException) -> str:
+    """The message of an I/O error (trio wraps socket and TLS errors; say what they were)."""
+    cause = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else None
+    shown = cause or exc
+    return str(shown) or type(shown).__name__
+
+
+class Connection:
+    __slots__ = ("h11", "idle_since", "origin", "reused", "socket", "stream")
+
+    def __init__(
+        self, stream: trio.abc.Stream, socket: trio.socket.SocketType, origin: Origin
+    ) -> None:
+        self.stream = stream
+        self.socket = socket  # the TCP socket under `stream`
+        self.origin = origin
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.reused = False
+        self.idle_since = 0.0
+
+    def close(self) -> None:
+        """Synchronous and final (no TLS close_notify), so it is safe when cancelled."""
+        self.socket.close()
+
+    async def send(self, data: bytes, limit_s: float | None, request: httpx.Request) -> None:
+        if limit_s is None:
+            await self.stream.send_all(data)
+            return
+        with trio.move_on_after(limit_s):
+            await self.stream.send_all(data)
+            return
+        raise httpx.WriteTimeout("timed out sending the request", request=request)
+
+    async def receive(self, limit_s: float | None, request: httpx.Request) -> bytes:
+        # trio's SocketStream and SSLStream return bytes (the ABC allows a bytearray).
+        if limit_s is None:
+            return await self.stream.receive_some(RECEIVE_SIZE)  # type: ignore[return-value]
+        with trio.move_on_after(limit_s):
+            return await self.stream.receive_some(RECEIVE_SIZE)  # type: ignore[return-value]
+        raise httpx.ReadTimeout("timed out waiting for the upstream", request=request)
+
+    async def exchange(
+        self, request: httpx.Request, timeouts: Mapping[str, float | None]
+    ) -> h11.Response:
+        """Send `request` and read up to its response head. Raises httpx's errors, or `Stale`
+        when sending it again on a fresh connection is safe."""
+        h = self.h11
+        try:
+            head = h.send(
+                h11.Request(
+                    method=request.method, target=request.url.raw_path, headers=request.headers.raw
+                )
+            )
+        except h11.LocalProtocolError as exc:
+            raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        write = timeouts.get("write")
+        stream = request.stream
+        replayable = isinstance(stream, httpx.ByteStream)
+        try:
+            if replayable:  # in memory: one send for head, body and end
+                body = request.content
+                data = head + h.send(h11.Data(data=body)) if body else head
+                await self.send(data + h.send(h11.EndOfMessage()), write, request)
+            elif isinstance(stream, httpx.AsyncByteStream):
+                await self.send(head, write, request)
+                async for chunk in stream:
+                    if chunk:
+                        await self.send(h.send(h11.Data(data=chunk)), write, request)
+                await self.send(h.send(h11.EndOfMessage()), write, request)
+            else:
+                raise TypeError("a request body for an async transport must be async")
+        except BROKEN as exc:
+            failure = httpx.WriteError(describe(exc), request=request)
+            raise self._failed(failure, replayable) from exc
+
+        read = timeouts.get("read")
+        received = False  # any byte of the response (else h11's server is in SEND_RESPONSE)
+        try:
+            while True:
+                event = h.next_event()
+                if event is h11.NEED_DATA:
+                    data = await self.receive(read, request)
+                    if not data:
+                        message = "server disconnected before the end of the response head"
+                        eof = httpx.RemoteProtocolError(message, request=request)
+                        raise self._failed(eof, replayable and not received)
+                    received = True
+                    h.receive_data(data)
+                elif type(event) is h11.Response:
+                    return event
+                elif type(event) is not h11.InformationalResponse:  # 1xx: read on
+                    message = f"unexpected {type(event).__name__} before the response"
+                    raise httpx.RemoteProtocolError(message, request=request)
+        except h11.RemoteProtocolError as exc:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+        except BROKEN as exc:
+            error = httpx.ReadError(describe(exc), request=request)
+            raise self._failed(error, replayable and not received) from exc
+
+    def _failed(self, error: httpx.TransportError, retry: bool) -> Exception:
+        return Stale(error) if retry and self.reused else error
+
+
+async def connect(
+    origin: Origin,
+    limit_s: float | None,
+    tls_context: ssl.SSLContext | None,
+    request: httpx.Request,
+) -> Connection:
+    """A new connection to `origin` (TLS with `tls_context` for https) within `limit_s`."""
+    scheme, raw_host, port = origin
+    host = raw_host.decode("ascii")
+    tcp: trio.SocketStream | None = None
+    try:
+        with trio.move_on_after(math.inf if limit_s is None else limit_s):
+            tcp = await trio.open_tcp_stream(host, port)  # sets TCP_NODELAY
+            stream: trio.abc.Stream = tcp
+            if scheme == b"https":
+                assert tls_context is not None
+                tls = trio.SSLStream(tcp, tls_context, server_hostname=host, https_compatible=True)
+                await tls.do_handshake()
+                stream = tls
+            return Connection(stream, tcp.socket, origin)
+    except BaseException as exc:
+        if tcp is not None:
+            tcp.socket.close()
+        if isinstance(exc, OSError | trio.BrokenResourceError):
+            raise httpx.ConnectError(describe(exc), request=request) from exc
+        raise
+    if tcp is not None:
+        tcp.socket.close()
+    raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}", request=request)
+
+
+def tls_context() -> ssl.SSLContext:
+    """The system's CAs and defaults, offering only HTTP/1.1 by ALPN."""
+    context = ssl.create_default_context()
+    context.set_alpn_protocols(["http/1.1"])
+    return context
