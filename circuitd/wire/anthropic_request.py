@@ -39,82 +39,20 @@ from typing import Any
 
 import msgspec
 
+from circuitd.wire.openai_chat import (
+    AssistantToolCall,
+    ChatMessage,
+    ChatRequest,
+    ContentPart,
+    TranslationError,
+    decode_chat_request,
+    function_defs,
+    parse_data_url,
+    tool_arguments,
+    tool_choice,
+)
+
 __all__ = ["TranslationError", "openai_request_to_anthropic"]
-
-
-class TranslationError(ValueError):
-    """The OpenAI request cannot be expressed as an Anthropic request (answer 400)."""
-
-
-# --- the OpenAI side: just the fields that are translated --------------------------------
-
-
-class _ImageURL(msgspec.Struct, frozen=True):
-    url: str
-    detail: str | None = None
-
-
-class _Part(msgspec.Struct, frozen=True):
-    type: str
-    text: str | None = None
-    refusal: str | None = None
-    image_url: _ImageURL | str | None = None
-    cache_control: dict[str, Any] | None = None
-
-
-class _FunctionCall(msgspec.Struct, frozen=True):
-    name: str
-    arguments: str = ""
-
-
-class _ToolCall(msgspec.Struct, frozen=True):
-    id: str
-    function: _FunctionCall
-    type: str = "function"
-
-
-class _Message(msgspec.Struct, frozen=True):
-    role: str
-    content: str | list[_Part] | None = None
-    tool_calls: list[_ToolCall] | None = None
-    tool_call_id: str | None = None
-
-
-class _FunctionDef(msgspec.Struct, frozen=True):
-    name: str
-    description: str | None = None
-    parameters: dict[str, Any] | None = None
-
-
-class _Tool(msgspec.Struct, frozen=True):
-    type: str
-    function: _FunctionDef | None = None
-
-
-class _NamedFunction(msgspec.Struct, frozen=True):
-    name: str
-
-
-class _ToolChoice(msgspec.Struct, frozen=True):
-    type: str
-    function: _NamedFunction | None = None
-
-
-class _Request(msgspec.Struct, frozen=True):
-    messages: list[_Message]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    stream: bool | None = None
-    stop: str | list[str] | None = None
-    n: int | None = None
-    tools: list[_Tool] | None = None
-    tool_choice: str | _ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    user: str | None = None
-    metadata: dict[str, Any] | None = None
 
 
 # --- the Anthropic side --------------------------------------------------------------------
@@ -189,29 +127,21 @@ class MessagesRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
     metadata: MetadataParam | None = None
 
 
-_decoder = msgspec.json.Decoder(_Request)
-_arguments_decoder = msgspec.json.Decoder(dict[str, Any])
 _encoder = msgspec.json.Encoder()
 _EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
-_TOOL_CHOICES = {"auto": "auto", "none": "none", "required": "any"}
+_TOOL_CHOICES = {"auto": "auto", "none": "none", "required": "any", "function": "tool"}
 
 
 def _image_source(url: str) -> Base64Source | URLSource:
-    scheme = url[:8].lower()
-    if scheme.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        params = header.split(";")
-        if not comma or params[-1].lower() != "base64" or not params[0]:
-            raise TranslationError(
-                "image_url data URLs must look like data:<media type>;base64,<data>"
-            )
-        return Base64Source(media_type=params[0].lower(), data=data)
-    if scheme.startswith(("http://", "https://")):
+    inline = parse_data_url(url)
+    if inline is not None:
+        return Base64Source(media_type=inline[0], data=inline[1])
+    if url[:8].lower().startswith(("http://", "https://")):
         return URLSource(url=url)
     raise TranslationError("image_url must be an http(s) URL or a base64 data URL")
 
 
-def _part(part: _Part, role: str) -> TextBlock | ImageBlock | None:
+def _part(part: ContentPart, role: str) -> TextBlock | ImageBlock | None:
     if part.type == "text":
         if not part.text:
             return None
@@ -227,7 +157,7 @@ def _part(part: _Part, role: str) -> TextBlock | ImageBlock | None:
     raise TranslationError(f"content parts of type {part.type!r} are not supported in {role!r}")
 
 
-def _blocks(content: str | list[_Part] | None, role: str) -> list[Block]:
+def _blocks(content: str | list[ContentPart] | None, role: str) -> list[Block]:
     if content is None:
         return []
     if isinstance(content, str):
@@ -240,7 +170,7 @@ def _blocks(content: str | list[_Part] | None, role: str) -> list[Block]:
     return blocks
 
 
-def _system_texts(message: _Message, out: list[TextBlock]) -> None:
+def _system_texts(message: ChatMessage, out: list[TextBlock]) -> None:
     content = message.content
     if isinstance(content, str):
         if content:
@@ -253,18 +183,11 @@ def _system_texts(message: _Message, out: list[TextBlock]) -> None:
             out.append(TextBlock(part.text, part.cache_control))
 
 
-def _tool_use(call: _ToolCall) -> ToolUseBlock:
-    arguments = call.function.arguments
-    try:
-        payload = _arguments_decoder.decode(arguments) if arguments.strip() else {}
-    except msgspec.DecodeError:
-        raise TranslationError(
-            f"tool call {call.id!r}: function.arguments must be a JSON object"
-        ) from None
-    return ToolUseBlock(call.id, call.function.name, payload)
+def _tool_use(call: AssistantToolCall) -> ToolUseBlock:
+    return ToolUseBlock(call.id, call.function.name, tool_arguments(call))
 
 
-def _tool_result(message: _Message) -> ToolResultBlock:
+def _tool_result(message: ChatMessage) -> ToolResultBlock:
     if not message.tool_call_id:
         raise TranslationError("tool messages need a tool_call_id")
     content = message.content
@@ -278,7 +201,7 @@ def _tool_result(message: _Message) -> ToolResultBlock:
     return ToolResultBlock(message.tool_call_id, content or None)
 
 
-def _conversation(messages: list[_Message]) -> tuple[list[TextBlock], list[MessageParam]]:
+def _conversation(messages: list[ChatMessage]) -> tuple[list[TextBlock], list[MessageParam]]:
     system: list[TextBlock] = []
     turns: list[tuple[str, list[Block]]] = []
     for message in messages:
@@ -315,29 +238,19 @@ def _conversation(messages: list[_Message]) -> tuple[list[TextBlock], list[Messa
     return system, out
 
 
-def _tools(request: _Request) -> tuple[list[ToolParam] | None, ToolChoiceParam | None]:
+def _tools(request: ChatRequest) -> tuple[list[ToolParam] | None, ToolChoiceParam | None]:
     if not request.tools:
         return None, None
-    tools: list[ToolParam] = []
-    for tool in request.tools:
-        function = tool.function
-        if tool.type != "function" or function is None:
-            raise TranslationError(f"tools of type {tool.type!r} are not supported")
-        schema = function.parameters if function.parameters is not None else _EMPTY_SCHEMA
-        tools.append(
-            ToolParam(name=function.name, description=function.description, input_schema=schema)
+    tools = [
+        ToolParam(
+            name=function.name,
+            description=function.description,
+            input_schema=_EMPTY_SCHEMA if function.parameters is None else function.parameters,
         )
-    choice = request.tool_choice
-    if choice is None:
-        kind, name = "auto", None
-    elif isinstance(choice, str):
-        if choice not in _TOOL_CHOICES:
-            raise TranslationError(f"tool_choice {choice!r} is not supported")
-        kind, name = _TOOL_CHOICES[choice], None
-    elif choice.type == "function" and choice.function is not None:
-        kind, name = "tool", choice.function.name
-    else:
-        raise TranslationError(f"tool_choice of type {choice.type!r} is not supported")
+        for function in function_defs(request.tools)
+    ]
+    choice = tool_choice(request.tool_choice)
+    kind, name = ("auto", None) if choice is None else (_TOOL_CHOICES[choice[0]], choice[1])
     serial = True if request.parallel_tool_calls is False and kind != "none" else None
     if choice is None and serial is None:
         return tools, None
@@ -352,7 +265,7 @@ def _system(blocks: list[TextBlock]) -> str | list[TextBlock] | None:
     return blocks
 
 
-def _user_id(request: _Request) -> MetadataParam | None:
+def _user_id(request: ChatRequest) -> MetadataParam | None:
     user = request.user
     if user is None and request.metadata is not None:
         value = request.metadata.get("user")
@@ -368,32 +281,26 @@ def openai_request_to_anthropic(
     Raises `TranslationError` if the body does not decode as a chat request or asks for
     something Anthropic cannot do (see the module's rules).
     """
-    try:
-        request = _decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise TranslationError(f"Invalid chat request: {exc}") from None
+    request = decode_chat_request(body)
     if request.n is not None and request.n > 1:
         raise TranslationError("n > 1 is not supported by this model's provider (Anthropic)")
     system, messages = _conversation(request.messages)
     if not messages:
         raise TranslationError("at least one user or assistant message is required")
-    max_tokens = request.max_completion_tokens
-    if max_tokens is None:
-        max_tokens = default_max_tokens if request.max_tokens is None else request.max_tokens
-    stop = [request.stop] if isinstance(request.stop, str) else request.stop
-    tools, tool_choice = _tools(request)
+    max_tokens = request.output_limit
+    tools, choice = _tools(request)
     anthropic = MessagesRequest(
         model=upstream_model,
-        max_tokens=max_tokens,
+        max_tokens=default_max_tokens if max_tokens is None else max_tokens,
         system=_system(system),
         messages=messages,
-        stop_sequences=stop or None,
+        stop_sequences=request.stop_list,
         temperature=request.temperature,
         top_p=request.top_p,
         top_k=request.top_k,
         stream=bool(request.stream),
         tools=tools,
-        tool_choice=tool_choice,
+        tool_choice=choice,
         metadata=_user_id(request),
     )
     return _encoder.encode(anthropic)

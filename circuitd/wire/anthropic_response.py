@@ -25,6 +25,16 @@ from __future__ import annotations
 import msgspec
 
 from circuitd.errors import ErrorBody, ErrorEnvelope
+from circuitd.wire.openai_chat import (
+    AssistantMessage,
+    Choice,
+    Completion,
+    Function,
+    OpenAIUsage,
+    PromptTokensDetails,
+    ToolCall,
+    error_family,
+)
 
 __all__ = [
     "AnthropicUsage",
@@ -79,17 +89,6 @@ class AnthropicUsage(msgspec.Struct, frozen=True):
     cache_read_input_tokens: int | None = None
 
 
-class PromptTokensDetails(msgspec.Struct):
-    cached_tokens: int
-
-
-class OpenAIUsage(msgspec.Struct):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    prompt_tokens_details: PromptTokensDetails
-
-
 def openai_usage(
     *, input_tokens: int, output_tokens: int, cache_read: int, cache_creation: int
 ) -> OpenAIUsage:
@@ -113,41 +112,6 @@ class _Message(msgspec.Struct, frozen=True):
     model: str | None = None
     stop_reason: str | None = None
     usage: AnthropicUsage | None = None
-
-
-class _Function(msgspec.Struct):
-    name: str
-    arguments: str
-
-
-class ToolCall(msgspec.Struct, kw_only=True):
-    id: str
-    type: str = "function"
-    function: _Function
-
-
-class _AssistantMessage(msgspec.Struct, kw_only=True, omit_defaults=True):
-    # No defaults but `tool_calls`: the rest is always encoded, nulls included.
-    role: str
-    content: str | None
-    refusal: None
-    tool_calls: list[ToolCall] | None = None
-
-
-class _Choice(msgspec.Struct, kw_only=True):
-    index: int = 0
-    message: _AssistantMessage
-    logprobs: None = None
-    finish_reason: str | None
-
-
-class _Completion(msgspec.Struct, kw_only=True):
-    id: str
-    object: str = "chat.completion"
-    created: int
-    model: str
-    choices: list[_Choice]
-    usage: OpenAIUsage
 
 
 class _ErrorObject(msgspec.Struct, frozen=True):
@@ -178,17 +142,17 @@ def anthropic_response_to_openai(body: bytes, *, model: str, created: int) -> by
             raw = bytes(block.input)
             arguments = raw.decode() if raw and raw != b"null" else "{}"
             calls.append(
-                ToolCall(id=block.id or "", function=_Function(block.name or "", arguments))
+                ToolCall(id=block.id or "", function=Function(block.name or "", arguments))
             )
     content = "".join(texts) if texts or not calls else None
     usage = message.usage or AnthropicUsage()
-    completion = _Completion(
+    completion = Completion(
         id="chatcmpl-" + message.id,
         created=created,
         model=message.model or model,
         choices=[
-            _Choice(
-                message=_AssistantMessage(
+            Choice(
+                message=AssistantMessage(
                     role="assistant", content=content, refusal=None, tool_calls=calls or None
                 ),
                 finish_reason=finish_reason(message.stop_reason) or "stop",
@@ -204,12 +168,6 @@ def anthropic_response_to_openai(body: bytes, *, model: str, created: int) -> by
     return _encoder.encode(completion)
 
 
-def _family(status: int) -> str:
-    if status == 429:
-        return "rate_limit_exceeded"
-    return "invalid_request_error" if 400 <= status < 500 else "server_error"
-
-
 def error_fields(status: int, body: bytes) -> tuple[str, str, str | None]:
     """(message, OpenAI type, code) for an Anthropic error answer or error event body."""
     try:
@@ -217,9 +175,9 @@ def error_fields(status: int, body: bytes) -> tuple[str, str, str | None]:
     except msgspec.DecodeError:
         summary = body[:300].decode("utf-8", "replace").strip()
         message = f"Anthropic answered {status}" + (f": {summary}" if summary else "")
-        return message, _family(status), None
+        return message, error_family(status), None
     kind = error.type
-    return error.message or kind, ERROR_TYPES.get(kind) or _family(status), kind
+    return error.message or kind, ERROR_TYPES.get(kind) or error_family(status), kind
 
 
 def anthropic_error_to_openai(status: int, body: bytes) -> bytes:

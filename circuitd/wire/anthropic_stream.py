@@ -36,10 +36,17 @@ from circuitd.wire.anthropic_response import (
     finish_reason,
     openai_usage,
 )
+from circuitd.wire.openai_chat import (
+    DONE,
+    ROLE_CHUNK,
+    ChoiceChunk,
+    Delta,
+    FunctionDelta,
+    ToolCallDelta,
+    chunk_head,
+)
 
 __all__ = ["DONE", "AnthropicStreamTranslator", "StreamError"]
-
-DONE = "[DONE]"
 
 
 class StreamError(Exception):
@@ -100,41 +107,12 @@ class _MessageDelta(msgspec.Struct, frozen=True):
     usage: AnthropicUsage | None = None
 
 
-# --- OpenAI chunk parts --------------------------------------------------------------------
-
-
-class _FunctionDelta(msgspec.Struct, omit_defaults=True):
-    name: str | None = None
-    arguments: str | None = None
-
-
-class _ToolCallDelta(msgspec.Struct, kw_only=True, omit_defaults=True):
-    index: int
-    id: str | None = None
-    type: str | None = None
-    function: _FunctionDelta
-
-
-class _Delta(msgspec.Struct, kw_only=True, omit_defaults=True):
-    role: str | None = None
-    content: str | None = None
-    tool_calls: list[_ToolCallDelta] | None = None
-
-
-class _ChoiceChunk(msgspec.Struct, kw_only=True):
-    index: int = 0
-    delta: _Delta
-    logprobs: None = None
-    finish_reason: str | None = None
-
-
 _type_decoder = msgspec.json.Decoder(_Type)
 _start_decoder = msgspec.json.Decoder(_MessageStart)
 _block_start_decoder = msgspec.json.Decoder(_BlockStart)
 _block_delta_decoder = msgspec.json.Decoder(_BlockDelta)
 _message_delta_decoder = msgspec.json.Decoder(_MessageDelta)
 _encoder = msgspec.json.Encoder()
-_ROLE = _ChoiceChunk(delta=_Delta(role="assistant", content=""))
 _T = TypeVar("_T")
 
 
@@ -179,41 +157,33 @@ class AnthropicStreamTranslator:
         except msgspec.DecodeError as exc:
             raise StreamError("invalid_stream", f"malformed {event_name} event: {exc}") from None
 
-    def _chunk(self, choice: _ChoiceChunk) -> str:
+    def _chunk(self, choice: ChoiceChunk) -> str:
         if not self._head:
             raise StreamError("invalid_stream", "content before message_start")
         return (self._head + _encoder.encode(choice) + b"]}").decode()
 
     def _message_start(self, event: _MessageStart) -> list[str]:
         message = event.message
-        self._head = b"".join(
-            (
-                b'{"id":',
-                _encoder.encode("chatcmpl-" + message.id),
-                b',"object":"chat.completion.chunk","created":',
-                str(self._created).encode(),
-                b',"model":',
-                _encoder.encode(message.model or self._model),
-                b',"choices":[',
-            )
+        self._head = chunk_head(
+            "chatcmpl-" + message.id, self._created, message.model or self._model
         )
         if message.usage is not None:
             self._start_usage = message.usage
-        return [self._chunk(_ROLE)]
+        return [self._chunk(ROLE_CHUNK)]
 
     def _block_start(self, event: _BlockStart) -> list[str]:
         block = event.content_block
         if block.type == "tool_use":
             index = self._tools[event.index] = len(self._tools)
-            call = _ToolCallDelta(
+            call = ToolCallDelta(
                 index=index,
                 id=block.id or "",
                 type="function",
-                function=_FunctionDelta(name=block.name or "", arguments=""),
+                function=FunctionDelta(name=block.name or "", arguments=""),
             )
-            return [self._chunk(_ChoiceChunk(delta=_Delta(tool_calls=[call])))]
+            return [self._chunk(ChoiceChunk(delta=Delta(tool_calls=[call])))]
         if block.type == "text" and block.text:
-            return [self._chunk(_ChoiceChunk(delta=_Delta(content=block.text)))]
+            return [self._chunk(ChoiceChunk(delta=Delta(content=block.text)))]
         return []
 
     def _block_delta(self, event: _BlockDelta) -> list[str]:
@@ -221,20 +191,18 @@ class AnthropicStreamTranslator:
         if delta.type == "text_delta":
             if not delta.text:
                 return []
-            return [self._chunk(_ChoiceChunk(delta=_Delta(content=delta.text)))]
+            return [self._chunk(ChoiceChunk(delta=Delta(content=delta.text)))]
         if delta.type == "input_json_delta" and delta.partial_json:
             index = self._tools.get(event.index)
             if index is None:  # the input of a server tool block: not the client's call
                 return []
-            call = _ToolCallDelta(
-                index=index, function=_FunctionDelta(arguments=delta.partial_json)
-            )
-            return [self._chunk(_ChoiceChunk(delta=_Delta(tool_calls=[call])))]
+            call = ToolCallDelta(index=index, function=FunctionDelta(arguments=delta.partial_json))
+            return [self._chunk(ChoiceChunk(delta=Delta(tool_calls=[call])))]
         return []  # thinking, signature and citation deltas
 
     def _message_delta(self, event: _MessageDelta) -> list[str]:
         finish = finish_reason(event.delta.stop_reason) or "stop"
-        out = [self._chunk(_ChoiceChunk(delta=_Delta(), finish_reason=finish))]
+        out = [self._chunk(ChoiceChunk(delta=Delta(), finish_reason=finish))]
         start = self._start_usage
         last = event.usage or AnthropicUsage()
         usage = openai_usage(
