@@ -71,6 +71,13 @@ def _env_int(env: Mapping[str, str], name: str, errors: list[str]) -> int | None
 # Per provider kind: the variable with its key and the one with its base URL.
 _ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 _ENV_BASE_URLS = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
+# OpenAI presets other than OpenAI's own: their key and base URL variables (Azure's as its
+# SDKs read them); Ollama and vLLM take no key unless one is configured.
+_PRESET_ENV: dict[str, tuple[str | None, str | None]] = {
+    "azure": ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT"),
+    "ollama": (None, None),
+    "vllm": (None, None),
+}
 
 
 def _env_kind(name: str, value: str, errors: list[str]) -> str | None:
@@ -145,7 +152,14 @@ def apply_env(
             kind = provider.get("kind") if isinstance(provider, dict) else None
             if not isinstance(provider, dict) or kind not in _ENV_KEYS:
                 continue
-            if not provider.get("api_key") and not provider.get("api_key_env"):
-                provider["api_key_env"] = _ENV_KEYS[kind]
-            if not provider.get("base_url") and env.get(_ENV_BASE_URLS[kind]):
-                provider["base_url"] = env[_ENV_BASE_URLS[kind]]
+            preset = provider.get("preset")
+            key_var, url_var = (
+                _PRESET_ENV[preset]
+                if kind == "openai" and isinstance(preset, str) and preset in _PRESET_ENV
+                else (_ENV_KEYS[kind], _ENV_BASE_URLS[kind])
+            )
+            keyed = any(provider.get(k) for k in ("api_key", "api_key_env", "api_keys"))
+            if key_var and not keyed:
+                provider["api_key_env"] = key_var
+            if url_var and not provider.get("base_url") and env.get(url_var):
+                provider["base_url"] = env[url_var]

@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from circuitd.config.env import apply_env, environment
+from circuitd.config.presets import preset_problems
 from circuitd.config.schema import (
     Config,
     KeyConfig,
@@ -134,6 +135,10 @@ def _check(config: Config, env: Mapping[str, str], errors: list[str]) -> None:
                 f"provider `{name}` reads its key from ${provider.api_key_env}, "
                 f"which is not set - at `$.providers.{name}.api_key_env`"
             )
+        errors.extend(
+            f"provider `{name}`: {problem} - at `$.providers.{name}`"
+            for problem in preset_problems(provider)
+        )
     if config.passthrough is None and not config.models:
         errors.append("no models declared - at `$.models`")
     if config.passthrough is not None:

@@ -12,6 +12,7 @@ import msgspec
 from circuitd.core.backoff import RetryPolicy
 from circuitd.core.breaker import BreakerPolicy
 from circuitd.core.pricing import Price
+from circuitd.providers.openai_presets import Preset
 
 ProviderKind = Literal["openai", "anthropic", "mock"]
 PROVIDER_KINDS: tuple[str, ...] = ("openai", "anthropic", "mock")
@@ -67,6 +68,13 @@ class ProviderConfig(_Section, frozen=True):
     api_key: str | None = None
     api_key_env: str | None = None  # read the key from this environment variable
     headers: dict[str, str] = {}
+    # Several keys: one deployment (and breaker) per key, calls spread round-robin among
+    # them (circuitd/core/keys.py). `api_key_env` may hold a comma list too.
+    api_keys: list[str] = []
+    # kind "openai" only: which server of the OpenAI-compatible family (URL shape, auth
+    # header, default base URL: circuitd/providers/openai_presets.py), and Azure's api-version.
+    preset: Preset = "openai"
+    api_version: str | None = None
 
 
 class DeploymentConfig(_Section, frozen=True):

@@ -1,7 +1,8 @@
 """Model routing: a requested model (alias) → its ordered deployments.
 
 Declared models come from the config. In env-only mode every model name passes through to the
-one provider, with its price looked up in the default table.
+one provider, with its price looked up in the default table. A provider with several keys
+serves each deployment once per key, spread round-robin (`core.keys`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import trio
 
 from circuitd.core.backoff import RetryPolicy, backoff_delay, next_attempt_at, should_retry
 from circuitd.core.breaker import Outcome, classify
+from circuitd.core.keys import RoundRobin, keyed_name
 from circuitd.core.pricing import Price, PriceTable
 from circuitd.errors import ModelNotFound, ServiceUnavailable
 from circuitd.gateway.breakers import Breakers
@@ -41,52 +43,85 @@ class Prices:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyedProvider:
+    """A provider with one of its keys; `key` is that key's fingerprint, None when the
+    provider has one key (or none)."""
+
+    provider: Provider
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Passthrough:
     """Where undeclared model names go: `primary`, then each fallback asked for
-    `fallback_model` (or the same name)."""
+    `fallback_model` (or the same name); each with all its keys."""
 
-    primary: Provider
-    fallbacks: tuple[Provider, ...] = ()
+    primary: tuple[KeyedProvider, ...]
+    fallbacks: tuple[tuple[KeyedProvider, ...], ...] = ()
     fallback_model: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.primary[0].provider.name
+
+
+# A model's deployments: a fixed order, or (several keys) one that turns with every call.
+Route = tuple[Deployment, ...] | RoundRobin[Deployment]
 
 
 class Router:
     def __init__(
         self,
-        models: Mapping[str, tuple[Deployment, ...]],
+        models: Mapping[str, Sequence[Sequence[Deployment]]],
         *,
         passthrough: Passthrough | None,
         prices: Prices,
     ) -> None:
-        self.models = dict(models)
+        """`models`: alias → its configured deployments, each as one deployment per key."""
+        self.models = {alias: _flat(groups) for alias, groups in models.items()}
         self.passthrough = passthrough
         self._prices = prices
-        self._passthrough: dict[str, tuple[Deployment, ...]] = {}
+        self._routes = {alias: _route(groups) for alias, groups in models.items()}
+        self._passthrough: dict[str, Route] = {}
 
     def resolve(self, alias: str) -> tuple[Deployment, ...]:
-        deployments = self.models.get(alias) or self._passthrough.get(alias)
-        if deployments:
-            return deployments
+        """The deployments to try, in order (for several keys, this call's turn)."""
+        route = self._routes.get(alias) or self._passthrough.get(alias)
+        if route is None:
+            route = self._pass_through(alias)
+        return route.next() if isinstance(route, RoundRobin) else route
+
+    def _pass_through(self, alias: str) -> Route:
         if self.passthrough is None or not alias:
             raise ModelNotFound(f"The model `{alias}` does not exist.", param="model")
-        route = self.passthrough
-        fallback_model = route.fallback_model or alias
-        deployments = (
-            self._deployment(route.primary, alias),
-            *(self._deployment(p, fallback_model) for p in route.fallbacks),
-        )
+        passthrough = self.passthrough
+        fallback_model = passthrough.fallback_model or alias
+        groups = [
+            [self._deployment(k, alias) for k in passthrough.primary],
+            *([self._deployment(k, fallback_model) for k in ks] for ks in passthrough.fallbacks),
+        ]
         if len(self._passthrough) >= _PASSTHROUGH_CACHE:
             self._passthrough.clear()  # bounded: client-chosen names must not grow memory
-        self._passthrough[alias] = deployments
-        return deployments
+        route = self._passthrough[alias] = _route(groups)
+        return route
 
-    def _deployment(self, provider: Provider, model: str) -> Deployment:
+    def _deployment(self, keyed: KeyedProvider, model: str) -> Deployment:
+        provider = keyed.provider
         return Deployment(
-            name=f"{provider.name}/{model}",
+            name=keyed_name(f"{provider.name}/{model}", keyed.key),
             provider=provider,
             upstream_model=model,
             price=self._prices.of(model),
         )
+
+
+def _flat(groups: Sequence[Sequence[Deployment]]) -> tuple[Deployment, ...]:
+    return tuple(d for group in groups for d in group)
+
+
+def _route(groups: Sequence[Sequence[Deployment]]) -> Route:
+    ring = RoundRobin(groups)
+    return ring if ring.spreads else _flat(groups)
 
 
 # -- attempts: breaker, retries with backoff, ordered fallback ------------------------------

@@ -20,12 +20,13 @@ import trio
 
 from circuitd.config import Config, DeploymentConfig, ProviderConfig
 from circuitd.core.budget import BudgetPolicy, day_of
+from circuitd.core.keys import fingerprint, keyed_name, provider_keys
 from circuitd.core.pricing import Price, PriceTable
 from circuitd.core.tokens import default_tokenizer
 from circuitd.gateway.admission import Admission
 from circuitd.gateway.auth import Authenticator
 from circuitd.gateway.breakers import Breakers
-from circuitd.gateway.router import Passthrough, Prices, Router
+from circuitd.gateway.router import KeyedProvider, Passthrough, Prices, Router
 from circuitd.gateway.settle import Settler
 from circuitd.obs.metrics import Metrics
 from circuitd.providers.anthropic import AnthropicProvider
@@ -121,22 +122,51 @@ def build_provider(
     config: Config,
     env: Mapping[str, str],
     client: httpx.AsyncClient,
+    api_key: str | None = None,
 ) -> Provider:
     if spec.kind == "mock":
         return MockProvider(name, config.mock)
-    api_key = spec.api_key or (env.get(spec.api_key_env) if spec.api_key_env else None)
     if spec.kind == "anthropic":
         return AnthropicProvider(
             name, client, base_url=spec.base_url, api_key=api_key, headers=spec.headers
         )
     return OpenAIProvider(
-        name, client, base_url=spec.base_url, api_key=api_key, headers=spec.headers
+        name,
+        client,
+        base_url=spec.base_url,
+        api_key=api_key,
+        headers=spec.headers,
+        preset=spec.preset,
+        api_version=spec.api_version,
     )
 
 
-def _deployment(
-    alias: str, spec: DeploymentConfig, providers: Mapping[str, Provider], prices: Prices
-) -> Deployment:
+def build_keyed(
+    name: str,
+    spec: ProviderConfig,
+    config: Config,
+    env: Mapping[str, str],
+    client: httpx.AsyncClient,
+) -> tuple[KeyedProvider, ...]:
+    """The provider once per key (`core.keys`): each key gets its own deployments."""
+    from_env = env.get(spec.api_key_env) if spec.api_key_env else None
+    keys = provider_keys([spec.api_key or "", *spec.api_keys], from_env)
+    if len(keys) <= 1 or spec.kind == "mock":
+        only = keys[0] if keys else None
+        return (KeyedProvider(build_provider(name, spec, config, env, client, only)),)
+    return tuple(
+        KeyedProvider(build_provider(name, spec, config, env, client, key), fingerprint(key))
+        for key in keys
+    )
+
+
+def _deployments(
+    alias: str,
+    spec: DeploymentConfig,
+    providers: Mapping[str, tuple[KeyedProvider, ...]],
+    prices: Prices,
+) -> tuple[Deployment, ...]:
+    """One deployment of the config, once per key of its provider."""
     upstream_model = spec.model or alias
     price: Price | None
     if spec.input_usd_per_mtok is not None and spec.output_usd_per_mtok is not None:
@@ -147,22 +177,28 @@ def _deployment(
         )
     else:
         price = prices.of(upstream_model)
-    return Deployment(
-        name=spec.name or f"{spec.provider}/{upstream_model}",
-        provider=providers[spec.provider],
-        upstream_model=upstream_model,
-        price=price,
-        context_window=spec.context_window,
-        max_output_tokens=spec.max_output_tokens,
-        connect_timeout_s=spec.connect_timeout_s,
-        read_timeout_s=spec.read_timeout_s,
-        attempt_timeout_s=spec.attempt_timeout_s,
+    name = spec.name or f"{spec.provider}/{upstream_model}"
+    return tuple(
+        Deployment(
+            name=keyed_name(name, keyed.key),
+            provider=keyed.provider,
+            upstream_model=upstream_model,
+            price=price,
+            context_window=spec.context_window,
+            max_output_tokens=spec.max_output_tokens,
+            connect_timeout_s=spec.connect_timeout_s,
+            read_timeout_s=spec.read_timeout_s,
+            attempt_timeout_s=spec.attempt_timeout_s,
+        )
+        for keyed in providers[spec.provider]
     )
 
 
-def build_router(config: Config, providers: Mapping[str, Provider], prices: Prices) -> Router:
+def build_router(
+    config: Config, providers: Mapping[str, tuple[KeyedProvider, ...]], prices: Prices
+) -> Router:
     models = {
-        alias: tuple(_deployment(alias, d, providers, prices) for d in model.deployments)
+        alias: [_deployments(alias, d, providers, prices) for d in model.deployments]
         for alias, model in config.models.items()
     }
     route = config.passthrough
@@ -197,7 +233,7 @@ def models_listing(router: Router, prices: PriceTable) -> bytes:
             )
         )
     if router.passthrough is not None:
-        name = router.passthrough.primary.name
+        name = router.passthrough.name
         for model, price in prices.items():
             entries.append(
                 ModelEntry(
@@ -227,12 +263,13 @@ def seed_spend(admission: Admission, db_path: str, now: float) -> None:
 def build_snapshot(
     config: Config, env: Mapping[str, str], client: httpx.AsyncClient, defaults: PriceTable
 ) -> Snapshot:
-    providers = {
-        name: build_provider(name, spec, config, env, client)
+    keyed = {
+        name: build_keyed(name, spec, config, env, client)
         for name, spec in config.providers.items()
     }
+    providers = {name: keys[0].provider for name, keys in keyed.items()}
     table = defaults.updated(config.pricing.models)
-    router = build_router(config, providers, Prices(table, config.pricing.unknown_model))
+    router = build_router(config, keyed, Prices(table, config.pricing.unknown_model))
     return Snapshot(
         config=config,
         auth=Authenticator.from_config(config.keys, env, config.limits),

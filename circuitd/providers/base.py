@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from circuitd.core.pricing import Price
 
@@ -31,11 +31,18 @@ class Deployment:
     attempt_timeout_s: float | None = None  # None: only the call's deadline
 
 
+# What a call asks for, named as the OpenAI path under /v1. Only providers that have an
+# `embeddings` API (`EMBEDDING_KINDS`) are ever given an embeddings call.
+Operation = Literal["chat/completions", "embeddings"]
+EMBEDDING_KINDS = frozenset({"openai", "mock"})
+
+
 @dataclass(frozen=True, slots=True)
 class UpstreamCall:
     request_id: str
     body: bytes  # canonical request JSON, already rewritten for this deployment
     stream: bool
+    operation: Operation = "chat/completions"
 
 
 class UpstreamFailure(Exception):

@@ -1,7 +1,8 @@
-"""OpenAI-compatible adapter (OpenAI, and any server speaking its chat API).
+"""OpenAI-compatible adapter (OpenAI, Azure OpenAI, Ollama, vLLM, any server speaking its API).
 
 The canonical format *is* OpenAI's, so requests pass through as bytes and stream events are
-only split into payloads, never re-encoded.
+only split into payloads, never re-encoded. Where a preset puts the URL and the key is
+`openai_presets`; chat completions and embeddings go through the same path.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from contextlib import asynccontextmanager
 import httpx
 
 from circuitd.core.sse import SSEDecoder, SSEError
-from circuitd.providers.base import Deployment, UpstreamCall, UpstreamFailure
+from circuitd.providers.base import Deployment, Operation, UpstreamCall, UpstreamFailure
+from circuitd.providers.openai_presets import Preset, PresetTarget
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 DONE = "[DONE]"
 
 
@@ -82,19 +83,32 @@ class OpenAIProvider:
         base_url: str | None,
         api_key: str | None,
         headers: Mapping[str, str] | None = None,
+        preset: Preset = "openai",
+        api_version: str | None = None,
     ) -> None:
         self.name = name
         self._client = client
-        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/chat/completions"
-        self._headers = {"content-type": "application/json", **(headers or {})}
-        if api_key:
-            self._headers["authorization"] = f"Bearer {api_key}"
+        self.target = PresetTarget.of(preset, base_url, api_version)
+        # Most presets have one URL per operation: composed here, not per call.
+        operations: tuple[Operation, ...] = ("chat/completions", "embeddings")
+        self._urls = {op: self.target.url(op, "") for op in operations}
+        self._headers = {
+            "content-type": "application/json",
+            **(headers or {}),
+            **self.target.auth_headers(api_key),
+        }
 
     @asynccontextmanager
     async def open(self, deployment: Deployment, call: UpstreamCall) -> AsyncIterator[HttpxReply]:
+        target = self.target
+        url = (
+            target.url(call.operation, deployment.upstream_model)
+            if target.per_model
+            else self._urls[call.operation]
+        )
         request = self._client.build_request(
             "POST",
-            self._url,
+            url,
             content=call.body,
             headers=self._headers,
             timeout=deployment_timeout(self._client, deployment),
