@@ -12,6 +12,7 @@ can find (one per section entry, each with the path of the bad field) before giv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,20 +110,15 @@ def _check(config: Config, env: Mapping[str, str], errors: list[str]) -> None:
     if config.store.queue_size < 1 or config.store.batch_rows < 1:
         errors.append("store.queue_size and store.batch_rows must be ≥ 1 - at `$.store`")
     limits = config.limits
-    budgets = (
-        limits.daily_usd is not None
-        or limits.monthly_usd is not None
-        or any(
-            k.daily_usd_limit is not None or k.monthly_usd_limit is not None for k in config.keys
-        )
-    )
-    if budgets and config.server.workers > 1:
-        # Each worker's ledger sees only its own calls: strict budgets need the lease protocol
-        # (core.budget.LeasedBudget) with its shared-store shell, which is not built yet.
-        errors.append(
-            "USD budgets are enforced by one worker only for now: set server.workers = 1 "
-            "(or CIRCUIT_WORKERS=1), or remove the budgets - at `$.server.workers`"
-        )
+    alerts = config.alerts
+    url = alerts.webhook_url
+    if url is not None and not url.startswith(("http://", "https://")):
+        errors.append("alerts.webhook_url must be an http(s) URL - at `$.alerts.webhook_url`")
+    backoff = (alerts.backoff_base_s, alerts.max_backoff_s)
+    if alerts.queue_size < 1 or alerts.max_attempts < 1 or not alerts.timeout_s > 0:
+        errors.append("alerts: queue_size, max_attempts ≥ 1 and timeout_s > 0 - at `$.alerts`")
+    if not all(0 <= b < math.inf for b in backoff):
+        errors.append("alerts: backoff_base_s, max_backoff_s must be ≥ 0 - at `$.alerts`")
     for name, value in (("daily_usd", limits.daily_usd), ("monthly_usd", limits.monthly_usd)):
         if value is not None and value < 0:
             errors.append(f"limits.{name} must be ≥ 0 - at `$.limits.{name}`")

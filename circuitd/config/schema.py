@@ -122,6 +122,23 @@ class LimitsConfig(_Section, frozen=True):
     alert_percents: tuple[int, ...] = (50, 80, 95)  # logged and counted once per period
 
 
+class AlertsConfig(_Section, frozen=True):
+    """Budget alerts ([limits] alert_percents) POSTed as JSON to `webhook_url`, if set, from a
+    bounded queue by a background task: retried with backoff, never delaying a call."""
+
+    webhook_url: str | None = None
+    webhook_headers: dict[str, str] = {}  # e.g. an Authorization header (never logged)
+    timeout_s: float = 5.0  # per attempt
+    max_attempts: int = 5
+    backoff_base_s: float = 1.0  # full jitter, doubling per attempt ...
+    max_backoff_s: float = 60.0  # ... up to this
+    queue_size: int = 100  # alerts waiting; a full queue drops (counted)
+
+
+class MetricsConfig(_Section, frozen=True):
+    per_key_labels: bool = False  # budget gauges per key (else summed as key="all")
+
+
 class PricingConfig(_Section, frozen=True):
     """Over the built-in price table (circuitd/prices.toml): `models` adds or replaces
     entries (matched like the table: exact name, else the longest prefix at a '-');
@@ -153,5 +170,7 @@ class Config(_Section, frozen=True):
     models: dict[str, ModelConfig] = {}
     keys: list[KeyConfig] = []
     limits: LimitsConfig = LimitsConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     passthrough: PassthroughConfig | None = None  # any model name, not only declared ones
     source: str = "<env>"  # where this config came from (file path or "<env>")

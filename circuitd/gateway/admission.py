@@ -10,19 +10,21 @@ price, taking the dearest of the call's candidate deployments (a fallback may co
 output cap is the request's `max_completion_tokens`/`max_tokens`, else the deployment's
 `max_output_tokens`, else `[limits] default_max_output_tokens`.
 
-Several workers: each worker's ledger would see only its own calls, so the config refuses
-budgets with `workers > 1` until the lease protocol (`core.budget.LeasedBudget`) has its
-SQLite shell; rate limits with several workers are per worker (documented).
+Several workers: each worker's ledger leases budget from the shared SQLite ledger
+(`core.lease`, `gateway.leasing`), so strict budgets hold across them; rate limits with
+several workers are per worker (documented). Alerts are logged, counted and handed to
+`on_alert` (the webhook's queue) from here, whichever ledger raised them.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from circuitd.core.budget import (
+    Alert,
     BudgetLedger,
     BudgetLimits,
     BudgetPolicy,
@@ -37,6 +39,7 @@ from circuitd.core.ratelimit import Decision, RateLimiter, RateLimitPolicy
 from circuitd.core.tokens import Tokenizer, estimate_prompt_tokens
 from circuitd.errors import BudgetExceeded, RateLimited
 from circuitd.gateway.auth import Principal
+from circuitd.gateway.leasing import SharedBudget
 from circuitd.obs.metrics import Metrics
 from circuitd.providers.base import Deployment
 from circuitd.wire.openai import ChatRequestView
@@ -81,12 +84,18 @@ class Admission:
         metrics: Metrics,
         default_max_output_tokens: int,
         policy: BudgetPolicy | None = None,
+        ledger: BudgetLedger | None = None,
+        on_alert: Callable[[Alert], object] | None = None,
+        per_key_labels: bool = False,
     ) -> None:
-        self.ledger = BudgetLedger(policy)
+        self.ledger = ledger if ledger is not None else BudgetLedger(policy)
+        self.shared: SharedBudget | None = None  # several workers: leases for `ledger`
         self._tokenizer = tokenizer
         self._metrics = metrics
         self._default_max_output = default_max_output_tokens
         self._limiters: dict[tuple[str, RateLimitPolicy], RateLimiter] = {}
+        self._on_alert = on_alert
+        self._per_key = per_key_labels
 
     def configure(self, default_max_output_tokens: int) -> None:
         """A reload may change the defaults; ledgers and limiters keep their state."""
@@ -97,7 +106,7 @@ class Admission:
         self.ledger.load(key_id, Period.DAY, period_id(Period.DAY, now), today_micro)
         self.ledger.load(key_id, Period.MONTH, period_id(Period.MONTH, now), month_micro)
 
-    def admit(
+    async def admit(
         self,
         principal: Principal,
         view: ChatRequestView,
@@ -129,7 +138,17 @@ class Admission:
             ),
             default=0,
         )
-        outcome = self.ledger.reserve([(principal.key_id, limits_of(principal))], worst, now_wall)
+        accounts = [(principal.key_id, limits_of(principal))]
+        try:
+            outcome = (
+                self.ledger.reserve(accounts, worst, now_wall)
+                if self.shared is None
+                else await self.shared.reserve(accounts, worst, now_wall)
+            )
+        except BaseException:  # cancelled while leasing: the call never ran
+            if limiter is not None and decision is not None:
+                limiter.adjust(decision.ticket, 0)
+            raise
         if isinstance(outcome, Refusal):
             if limiter is not None and decision is not None:
                 limiter.adjust(decision.ticket, 0)  # refused calls use no tokens
@@ -159,18 +178,43 @@ class Admission:
         if ticket.limiter is not None and ticket.rate is not None:
             ticket.limiter.adjust(ticket.rate.ticket, tokens)
         for alert in self.ledger.pop_alerts():
-            self._metrics.budget_alerts.labels(str(alert.percent)).inc()
-            log.warning(
-                "budget %d%% used",
-                alert.percent,
-                extra={
-                    "key_id": alert.slot.subject,
-                    "period": str(alert.slot.period),
-                    "period_id": alert.slot.period_id,
-                    "limit_usd": alert.limit / 1e6,
-                    "spent_usd": alert.spent / 1e6,
-                },
-            )
+            self.alert(alert)
+
+    def alert(self, alert: Alert) -> None:
+        """A threshold crossed (once per key, period and percent): log, count, notify."""
+        self._metrics.budget_alerts.labels(str(alert.percent)).inc()
+        log.warning(
+            "budget %d%% used",
+            alert.percent,
+            extra={
+                "key_id": alert.slot.subject,
+                "period": str(alert.slot.period),
+                "period_id": alert.slot.period_id,
+                "limit_usd": alert.limit / 1e6,
+                "spent_usd": alert.spent / 1e6,
+            },
+        )
+        if self._on_alert is not None:
+            self._on_alert(alert)
+
+    def refresh_metrics(self, now_wall: float) -> None:
+        """Sets the budget gauges from the ledger (per key only when opted in)."""
+        totals: dict[tuple[str, str], list[int | None]] = {}
+        for usage in self.ledger.snapshot(now_wall):
+            slot = usage.slot
+            key = (slot.subject if self._per_key else "all", str(slot.period))
+            spent, reserved, remaining = totals.setdefault(key, [0, 0, None])
+            totals[key] = [
+                (spent or 0) + usage.spent,
+                (reserved or 0) + usage.reserved,
+                remaining if usage.remaining is None else (remaining or 0) + usage.remaining,
+            ]
+        metrics = self._metrics
+        for labels, (spent, reserved, remaining) in totals.items():
+            metrics.budget_spent.labels(*labels).set((spent or 0) / 1e6)
+            metrics.budget_reserved.labels(*labels).set((reserved or 0) / 1e6)
+            if remaining is not None:  # keys without a limit have nothing remaining to show
+                metrics.budget_remaining.labels(*labels).set(remaining / 1e6)
 
     def usage(self, principal: Principal, now_wall: float) -> tuple[SlotUsage, SlotUsage]:
         return self.ledger.usage(principal.key_id, now_wall, limits_of(principal))

@@ -189,7 +189,7 @@ class App:
                 daily_limit_usd=principal.daily_usd_limit,
             )
         )
-        live = self.gateway.admission.usage(principal, time.time())
+        live = self.gateway.admission.usage(principal, self.gateway.wall_clock())
         report = msgspec.structs.replace(report, budgets=[budget_status(u) for u in live])
         await start_response(send, 200, base, _encoder.encode(report))
 
@@ -220,7 +220,7 @@ class App:
         base: Headers,
     ) -> None:
         gateway = self.gateway
-        record = CallRecord(request_id, trio.current_time(), time.time(), client_id)
+        record = CallRecord(request_id, trio.current_time(), gateway.wall_clock(), client_id)
         response_started = False
         watch: ClientWatch | None = None
 
@@ -245,7 +245,7 @@ class App:
             view = decode_chat_request(body)
             record.request, record.stream = view, bool(view.stream)
             candidates = self._candidates(snapshot.router, view, principal)
-            record.ticket = gateway.admission.admit(
+            record.ticket = await gateway.admission.admit(
                 principal, view, candidates, now=record.started, now_wall=record.started_wall
             )
             base = [*base, *record.ticket.headers()]  # x-ratelimit-* on the answer

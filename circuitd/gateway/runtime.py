@@ -9,7 +9,7 @@ from __future__ import annotations
 import http.cookiejar
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,13 +19,13 @@ import msgspec
 import trio
 
 from circuitd.config import Config, DeploymentConfig, ProviderConfig
-from circuitd.core.budget import BudgetPolicy, day_of
 from circuitd.core.keys import fingerprint, keyed_name, provider_keys
 from circuitd.core.pricing import Price, PriceTable
 from circuitd.core.tokens import default_tokenizer
 from circuitd.gateway.admission import Admission
 from circuitd.gateway.auth import Authenticator
 from circuitd.gateway.breakers import Breakers
+from circuitd.gateway.budgets import open_admission
 from circuitd.gateway.router import KeyedProvider, Passthrough, Prices, Router
 from circuitd.gateway.settle import Settler
 from circuitd.obs.metrics import Metrics
@@ -33,7 +33,6 @@ from circuitd.providers.anthropic import AnthropicProvider
 from circuitd.providers.base import Deployment, Provider
 from circuitd.providers.mock import MockProvider
 from circuitd.providers.openai import OpenAIProvider
-from circuitd.store.sqlite import Database
 from circuitd.store.writer import WriteBehind
 from circuitd.upstream import H11Transport
 from circuitd.wire.openai import ModelEntry, ModelList
@@ -64,6 +63,7 @@ class Gateway:
     prices: PriceTable
     started_wall: float = field(default_factory=time.time)
     draining: bool = False
+    wall_clock: Callable[[], float] = time.time  # epoch seconds: budget periods, row times
 
     def reload(self, config: Config, env: Mapping[str, str]) -> list[str]:
         """Swaps in a snapshot built from `config`. In-flight calls keep the one they started
@@ -73,7 +73,7 @@ class Gateway:
         self.admission.configure(config.limits.default_max_output_tokens)
         return [
             name
-            for name in ("server", "store", "upstream", "breaker")
+            for name in ("server", "store", "upstream", "breaker", "alerts", "metrics")
             if getattr(old, name) != getattr(config, name)
         ]
 
@@ -250,16 +250,6 @@ def models_listing(router: Router, prices: PriceTable) -> bytes:
     return msgspec.json.encode(ModelList(data=entries))
 
 
-def seed_spend(admission: Admission, db_path: str, now: float) -> None:
-    """Loads every key's spend of the current UTC day and month from `usage_daily`."""
-    today = day_of(now)
-    month_start = today[:8] + "01"
-    with Database.open(db_path) as db:
-        for key_id, day_spend, month_spend in db.spend_by_key(month_start, today):
-            if key_id:  # '' is calls without a key (refused ones)
-                admission.seed(key_id, day_spend, month_spend, now)
-
-
 def build_snapshot(
     config: Config, env: Mapping[str, str], client: httpx.AsyncClient, defaults: PriceTable
 ) -> Snapshot:
@@ -280,7 +270,9 @@ def build_snapshot(
 
 
 @asynccontextmanager
-async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[Gateway]:
+async def open_gateway(
+    config: Config, env: Mapping[str, str], *, wall_clock: Callable[[], float] = time.time
+) -> AsyncIterator[Gateway]:
     prices = default_prices()
     async with upstream_client(config) as client:
         store = config.store
@@ -292,16 +284,14 @@ async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[
         )
         metrics = Metrics()
         tokenizer = default_tokenizer()
-        admission = Admission(
-            tokenizer=tokenizer,
-            metrics=metrics,
-            default_max_output_tokens=config.limits.default_max_output_tokens,
-            policy=BudgetPolicy(alert_percents=config.limits.alert_percents),
-        )
-        async with trio.open_nursery() as nursery:
+        async with (
+            trio.open_nursery() as nursery,
+            # budgets: seeded spend, leases (several workers), alert webhook, gauges
+            open_admission(
+                config, client=client, metrics=metrics, tokenizer=tokenizer, wall_clock=wall_clock
+            ) as admission,
+        ):
             await nursery.start(writer.run, store.path)
-            # Spend survives restarts: today's and this month's, from the roll-ups.
-            await trio.to_thread.run_sync(seed_spend, admission, store.path, time.time())
             gateway = Gateway(
                 snapshot=build_snapshot(config, env, client, prices),
                 settler=Settler(writer, tokenizer, metrics, admission),
@@ -311,6 +301,7 @@ async def open_gateway(config: Config, env: Mapping[str, str]) -> AsyncIterator[
                 metrics=metrics,
                 client=client,
                 prices=prices,
+                wall_clock=wall_clock,
             )
             try:
                 yield gateway

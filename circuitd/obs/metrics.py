@@ -2,8 +2,8 @@
 
 Labels are bounded: provider, model and deployment as configured (env-only mode passes model
 names through, so there `model` is what clients ask for — bounded by what the provider
-accepts), the route normalised (unknown paths → `other`), the status class. Per-key labels are
-not exported.
+accepts), the route normalised (unknown paths → `other`), the status class. Per-key labels only
+on budget gauges, and only when `[metrics] per_key_labels` is on.
 
 With several workers prometheus-client runs in multiprocess mode: the supervisor points
 `PROMETHEUS_MULTIPROC_DIR` at a fresh directory before starting the workers (the library picks
@@ -14,6 +14,7 @@ serves `/metrics` aggregates them all.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -142,11 +143,45 @@ class Metrics:
             ["percent"],
             registry=r,
         )
+        self.alert_deliveries = Counter(
+            "circuitd_alert_webhook",
+            "Budget alert webhook results (delivered, retried, failed, dropped).",
+            ["result"],
+            registry=r,
+        )
+        # Budgets: key="all" sums every key unless [metrics] per_key_labels is on (keys are
+        # configured, so that label is bounded). Several workers: spend is each worker's view
+        # of the shared ledger (the max is the freshest), reservations are each worker's own.
+        budget_labels = ["key", "period"]
+        self.budget_spent = Gauge(
+            "circuitd_budget_spent_usd",
+            "Spend this UTC period, in USD.",
+            budget_labels,
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.budget_reserved = Gauge(
+            "circuitd_budget_reserved_usd",
+            "Worst-case cost reserved by calls in flight, in USD.",
+            budget_labels,
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.budget_remaining = Gauge(
+            "circuitd_budget_remaining_usd",
+            "Budget left this period (limit - spent - reserved), keys with a limit, in USD.",
+            budget_labels,
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.on_scrape: list[Callable[[], None]] = []  # refresh gauges computed on demand
 
     def breaker(self, deployment: str, state: State) -> None:
         self.breaker_state.labels(deployment).set(state.metric)
 
     def exposition(self) -> bytes:
+        for refresh in self.on_scrape:
+            refresh()
         directory = multiprocess_dir()
         if directory is None:
             return generate_latest(self.registry)

@@ -70,5 +70,32 @@ CREATE TABLE usage_daily (
 CREATE INDEX usage_daily_key_day ON usage_daily (key_id, day);
 """
 
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+# v2: budgets shared by several worker processes (core.lease, store/leases.py). Per budget slot
+# (subject, period, period id) the spend reported by the workers, and each worker's live
+# lease. A holder is one worker process for one run: boot_id and pid tell, at the next start,
+# whether it is still alive; a lease not renewed is free for others `grace_s` after expires_at.
+_V2: Final = """
+CREATE TABLE budget_slots (
+    subject TEXT NOT NULL,  -- a key id
+    period TEXT NOT NULL CHECK (period IN ('day', 'month')),
+    period_id TEXT NOT NULL,  -- 'YYYY-MM-DD' or 'YYYY-MM', UTC
+    spent_micro_usd INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (subject, period, period_id)
+) WITHOUT ROWID;
+
+CREATE TABLE budget_leases (
+    subject TEXT NOT NULL,
+    period TEXT NOT NULL,
+    period_id TEXT NOT NULL,
+    holder TEXT NOT NULL,  -- unique per worker process and run
+    boot_id TEXT NOT NULL,  -- the host's boot id when the holder started ('' if unknown)
+    pid INTEGER NOT NULL,
+    held_micro_usd INTEGER NOT NULL CHECK (held_micro_usd > 0),
+    expires_at REAL NOT NULL,  -- epoch seconds
+    PRIMARY KEY (subject, period, period_id, holder)
+) WITHOUT ROWID;
+CREATE INDEX budget_leases_holder ON budget_leases (holder);
+"""
+
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
 SCHEMA_VERSION: Final = len(MIGRATIONS)

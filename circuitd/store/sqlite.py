@@ -217,6 +217,16 @@ class Database:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """The connection inside one `BEGIN IMMEDIATE` transaction: committed on exit, rolled
+        back on error."""
+        with _immediate(self._conn):
+            yield self._conn
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
+        return list(self._conn.execute(sql, params))
+
     @property
     def schema_version(self) -> int:
         return _user_version(self._conn)
