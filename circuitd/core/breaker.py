@@ -5,7 +5,10 @@ Rules (every state change is a row of `_TRANSITIONS`; nothing else assigns the s
 - CLOSED: `acquire` always gives a permit. Each SUCCESS or FAILURE is counted into a sliding
   window (`window_s` in `buckets`, see `core.window` for its exact edges). After each counted
   result, if the window holds >= `minimum_calls` calls and failures / calls >= `failure_rate`,
-  the breaker trips: OPEN for `open_s`.
+  the breaker trips: OPEN for `open_s`. It trips too after `consecutive_failures` FAILUREs
+  in a row with no SUCCESS between them, whatever the window holds: after a busy healthy
+  period the window is full of successes, and a hard outage must not wait for as many
+  failures to pile up (Envoy's `consecutive_5xx` does the same).
 - OPEN: `acquire` refuses (None) while `now < open_until`. The first `acquire` at or after
   `open_until` moves to HALF_OPEN (lazily: without an acquire the state stays OPEN, and
   `snapshot` shows it as OPEN with 0 s remaining).
@@ -77,6 +80,7 @@ class Outcome(enum.StrEnum):
 
 class Reason(enum.StrEnum):
     FAILURE_RATE = "failure_rate"
+    CONSECUTIVE_FAILURES = "consecutive_failures"
     COOL_DOWN = "cool_down"
     WAIT_ELAPSED = "wait_elapsed"
     PROBE_FAILED = "probe_failed"
@@ -85,6 +89,7 @@ class Reason(enum.StrEnum):
 
 _TRANSITIONS: Final[dict[tuple[State, Reason], State]] = {
     (State.CLOSED, Reason.FAILURE_RATE): State.OPEN,
+    (State.CLOSED, Reason.CONSECUTIVE_FAILURES): State.OPEN,
     (State.CLOSED, Reason.COOL_DOWN): State.OPEN,
     (State.OPEN, Reason.WAIT_ELAPSED): State.HALF_OPEN,
     (State.HALF_OPEN, Reason.PROBE_FAILED): State.OPEN,
@@ -102,6 +107,7 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     buckets: int = 10  # its resolution: results leave the window 3 s at a time by default
     minimum_calls: int = 10  # no verdict on fewer calls than this in the window
     failure_rate: float = 0.5  # trip when failures / calls >= this (0 < rate <= 1)
+    consecutive_failures: int = 5  # trip after this many failures in a row; 0: never
     open_s: float = 5.0  # the wait after a first trip
     open_backoff: float = 2.0  # multiplies the wait on each consecutive trip
     max_open_s: float = 120.0  # caps the wait, and a Retry-After cool-down
@@ -117,6 +123,10 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         for name in ("buckets", "minimum_calls", "half_open_probes", "probe_successes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.consecutive_failures < 0:
+            raise ValueError(
+                f"consecutive_failures must be >= 0, got {self.consecutive_failures!r}"
+            )
         if not 0 < self.failure_rate <= 1:
             raise ValueError(f"failure_rate must be in (0, 1], got {self.failure_rate!r}")
         if not (math.isfinite(self.open_backoff) and self.open_backoff >= 1):
@@ -150,6 +160,7 @@ class BreakerSnapshot(msgspec.Struct, frozen=True):
     calls: int  # in the window (counted only while closed)
     failures: int
     failure_rate: float  # failures / calls, 0.0 without calls
+    failure_streak: int  # failures in a row (counted only while closed)
     open_remaining_s: float  # until a probe is allowed; 0.0 unless open
     trips: int
     probes_in_flight: int
@@ -182,6 +193,7 @@ class Breaker:
         "_policy",
         "_probes",
         "_state",
+        "_streak",
         "_successes",
         "_transitions",
         "_trips",
@@ -197,6 +209,7 @@ class Breaker:
         self._trips = 0  # consecutive trips since the breaker last closed
         self._probes = 0  # probes of this generation in flight
         self._successes = 0  # successful probes of this generation
+        self._streak = 0  # failures in a row while closed (this generation)
         self._transitions: list[Transition] = []
 
     @property
@@ -253,11 +266,15 @@ class Breaker:
             return
         # This generation's ordinary permit: the breaker is closed.
         if outcome is Outcome.SUCCESS or outcome is Outcome.FAILURE:
-            self._window.add(now, 1, int(outcome is Outcome.FAILURE))
+            failed = outcome is Outcome.FAILURE
+            self._window.add(now, 1, int(failed))
+            self._streak = self._streak + 1 if failed else 0
             calls, failures = self._window.totals(now)
             policy = self._policy
             if calls >= policy.minimum_calls and failures / calls >= policy.failure_rate:
                 self._trip(Reason.FAILURE_RATE, now)
+            elif 0 < policy.consecutive_failures <= self._streak:
+                self._trip(Reason.CONSECUTIVE_FAILURES, now)
 
     def pop_transitions(self) -> list[Transition]:
         """The transitions since the last call, oldest first; each is returned once."""
@@ -275,6 +292,7 @@ class Breaker:
             calls=calls,
             failures=failures,
             failure_rate=failures / calls if calls else 0.0,
+            failure_streak=self._streak,
             open_remaining_s=remaining,
             trips=self._trips,
             probes_in_flight=self._probes,
@@ -300,6 +318,7 @@ class Breaker:
         self._generation += 1
         self._probes = 0
         self._successes = 0
+        self._streak = 0
         if new is State.OPEN:
             self._open_until = now + open_for
         elif new is State.CLOSED:

@@ -22,6 +22,9 @@ from circuitd.core.breaker import (
 
 S, F, IG, C = Outcome.SUCCESS, Outcome.FAILURE, Outcome.IGNORED, Outcome.CANCELLED
 T0 = 1000.0
+# The failure-rate rules alone: most tables below count failures into the window, and the
+# consecutive-failures trip (tested on its own) would fire first.
+RATE = BreakerPolicy(consecutive_failures=0)
 
 
 def call(breaker: Breaker, outcome: Outcome, now: float = T0, **kw: float) -> Permit:
@@ -33,7 +36,7 @@ def call(breaker: Breaker, outcome: Outcome, now: float = T0, **kw: float) -> Pe
 
 def tripped(policy: BreakerPolicy | None = None, now: float = T0) -> Breaker:
     """A breaker that has just tripped at `now` (10 failures under the default policy)."""
-    breaker = Breaker(policy)
+    breaker = Breaker(policy or RATE)
     while breaker.state is State.CLOSED:
         call(breaker, F, now)
     breaker.pop_transitions()
@@ -61,7 +64,7 @@ def tripped(policy: BreakerPolicy | None = None, now: float = T0) -> Breaker:
 def test_the_call_that_trips(
     policy: dict[str, float], outcomes: list[Outcome], trips_at: int | None
 ) -> None:
-    breaker = Breaker(msgspec.convert(policy, BreakerPolicy))
+    breaker = Breaker(msgspec.convert({"consecutive_failures": 0, **policy}, BreakerPolicy))
     for i, outcome in enumerate(outcomes):
         call(breaker, outcome)
         expected = State.OPEN if trips_at is not None and i >= trips_at else State.CLOSED
@@ -73,14 +76,61 @@ def test_the_call_that_trips(
         assert transition == Transition(State.CLOSED, State.OPEN, Reason.FAILURE_RATE, T0, 5.0, 1)
 
 
+@pytest.mark.parametrize(
+    ("outcomes", "trips_at"),
+    [
+        ([F] * 4, None),
+        ([F] * 5, 4),  # the fifth failure in a row trips, below minimum_calls
+        ([S] * 1000 + [F] * 5, 1004),  # a window full of successes does not delay it
+        ([F] * 4 + [S] + [F] * 4, None),  # a success breaks the streak
+        ([F] * 4 + [IG, C] * 10 + [F], 24),  # client faults and cancels neither count nor break it
+        ([F] * 2 + [Outcome.RATE_LIMITED] * 3, 4),  # a 429 without Retry-After is a failure
+    ],
+)
+def test_consecutive_failures_trip(outcomes: list[Outcome], trips_at: int | None) -> None:
+    breaker = Breaker()  # the default policy: 5 in a row, or the rate over 30 s
+    for i, outcome in enumerate(outcomes):
+        call(breaker, outcome)
+        expected = State.OPEN if trips_at is not None and i >= trips_at else State.CLOSED
+        assert breaker.state is expected, i
+        if breaker.state is State.OPEN:
+            break
+    transitions = breaker.pop_transitions()
+    if trips_at is None:
+        assert transitions == []
+        assert breaker.snapshot(T0).failure_streak < 5
+    else:
+        assert transitions == [
+            Transition(State.CLOSED, State.OPEN, Reason.CONSECUTIVE_FAILURES, T0, 5.0, 1)
+        ]
+
+
+def test_the_streak_restarts_after_each_transition() -> None:
+    breaker = Breaker()
+    for _ in range(5):
+        call(breaker, F)
+    probe = breaker.acquire(T0 + 5.0)
+    assert probe is not None
+    breaker.record(probe, F, T0 + 5.0)  # probe failed: open 10 s
+    for now in (T0 + 15.0, T0 + 15.0):
+        call(breaker, S, now)  # two probes close it
+    assert breaker.state is State.CLOSED
+    assert breaker.snapshot(T0 + 15.0).failure_streak == 0
+    for _ in range(4):
+        call(breaker, F, T0 + 15.0)
+    assert breaker.state is State.CLOSED
+    call(breaker, F, T0 + 15.0)
+    assert breaker.snapshot(T0 + 15.0).open_remaining_s == 5.0  # trips counted afresh
+
+
 def test_old_failures_leave_the_window() -> None:
-    breaker = Breaker()  # 30 s in 3 s buckets
+    breaker = Breaker(RATE)  # 30 s in 3 s buckets
     for _ in range(9):
         call(breaker, F, T0)  # bucket [999, 1002): leaves at 1029
     call(breaker, F, T0 + 29.0)
     assert breaker.state is State.CLOSED  # 1029 is past the first nine
     assert breaker.snapshot(T0 + 29.0).calls == 1
-    breaker = Breaker()
+    breaker = Breaker(RATE)
     for _ in range(9):
         call(breaker, F, T0)
     call(breaker, F, T0 + 28.999)
@@ -116,7 +166,9 @@ def test_probe_limit_holds_under_interleaving() -> None:
     # 1000 tasks arriving while probes finish in any order: never more than 2 in flight, and
     # a slot freed by an ignored or cancelled probe goes to the next task.
     rng = random.Random(5)
-    breaker = tripped(BreakerPolicy(probe_successes=10**6))  # stays half-open throughout
+    breaker = tripped(
+        BreakerPolicy(probe_successes=10**6, consecutive_failures=0)
+    )  # stays half-open throughout
     now = T0 + 5.0
     in_flight: list[Permit] = []
     granted = 0
@@ -201,7 +253,7 @@ def test_ignored_and_cancelled_probes_free_their_slot(outcome: Outcome) -> None:
 
 
 def test_retry_after_opens_a_cool_down_of_exactly_that_length() -> None:
-    breaker = Breaker()
+    breaker = Breaker(RATE)
     call(breaker, S)
     call(breaker, Outcome.RATE_LIMITED, retry_after=7.0)  # one call: no rate needed
     assert breaker.pop_transitions() == [
@@ -216,14 +268,14 @@ def test_retry_after_opens_a_cool_down_of_exactly_that_length() -> None:
 
 
 def test_cool_down_is_capped_and_never_shortens_an_open_period() -> None:
-    breaker = Breaker()
+    breaker = Breaker(RATE)
     early = breaker.acquire(T0)
     assert early is not None
     call(breaker, Outcome.RATE_LIMITED, retry_after=1e9)
     assert breaker.snapshot(T0).open_remaining_s == 120.0  # max_open_s
     breaker.record(early, Outcome.RATE_LIMITED, T0 + 1.0, retry_after=1.0)  # shorter: no effect
     assert breaker.snapshot(T0).open_remaining_s == 120.0
-    breaker = Breaker()
+    breaker = Breaker(RATE)
     stale = breaker.acquire(T0)
     assert stale is not None
     for _ in range(10):
@@ -236,7 +288,7 @@ def test_cool_down_is_capped_and_never_shortens_an_open_period() -> None:
 
 def test_cool_down_from_a_probe_or_a_stale_call_in_half_open() -> None:
     for stale in (False, True):
-        breaker = Breaker()
+        breaker = Breaker(RATE)
         old = breaker.acquire(T0)
         assert old is not None
         for _ in range(10):
@@ -251,13 +303,13 @@ def test_cool_down_from_a_probe_or_a_stale_call_in_half_open() -> None:
 
 
 def test_rate_limited_without_retry_after_is_a_failure() -> None:
-    breaker = Breaker(BreakerPolicy(minimum_calls=1))
+    breaker = Breaker(BreakerPolicy(minimum_calls=1, consecutive_failures=0))
     call(breaker, Outcome.RATE_LIMITED)
     assert breaker.pop_transitions()[0].reason is Reason.FAILURE_RATE
 
 
 def test_late_results_from_a_past_generation_count_nothing() -> None:
-    breaker = Breaker()
+    breaker = Breaker(RATE)
     old = [p for p in (breaker.acquire(T0) for _ in range(20)) if p is not None]
     assert len(old) == 20
     for _ in range(10):
@@ -281,14 +333,14 @@ def test_late_results_from_a_past_generation_count_nothing() -> None:
 
 
 def test_a_permit_is_recorded_exactly_once() -> None:
-    breaker = Breaker()
+    breaker = Breaker(RATE)
     permit = call(breaker, S)
     assert permit.recorded
     with pytest.raises(BreakerError, match="already recorded"):
         breaker.record(permit, S, T0)
     with pytest.raises(BreakerError, match="already recorded"):
         breaker.record(permit, C, T0)
-    foreign = Breaker().acquire(T0)
+    foreign = Breaker(RATE).acquire(T0)
     assert foreign is not None
     with pytest.raises(BreakerError, match="another breaker"):
         breaker.record(foreign, F, T0)
@@ -296,7 +348,7 @@ def test_a_permit_is_recorded_exactly_once() -> None:
 
 
 def test_snapshot() -> None:
-    breaker = Breaker()
+    breaker = Breaker(RATE)
     call(breaker, S)
     call(breaker, F)
     call(breaker, IG)
@@ -307,6 +359,7 @@ def test_snapshot() -> None:
         "calls": 2,
         "failures": 1,
         "failure_rate": 0.5,
+        "failure_streak": 1,
         "open_remaining_s": 0.0,
         "trips": 0,
         "probes_in_flight": 0,
@@ -392,6 +445,7 @@ POLICY = BreakerPolicy(
     max_open_s=8.0,
     half_open_probes=3,
     probe_successes=2,
+    consecutive_failures=4,
 )
 
 
@@ -443,6 +497,7 @@ class BreakerMachine(RuleBasedStateMachine):
             # The verdict is taken on each counted result (not when old results expire).
             snap = self.breaker.snapshot(self.now)
             assert snap.calls < POLICY.minimum_calls or snap.failure_rate < POLICY.failure_rate
+            assert snap.failure_streak < POLICY.consecutive_failures
 
     @precondition(lambda self: self.recorded)
     @rule(pick=st.integers(0, 1000), outcome=st.sampled_from(Outcome))
@@ -459,7 +514,7 @@ class BreakerMachine(RuleBasedStateMachine):
             event(f"{t.from_state} -> {t.to_state}: {t.reason}")
             assert t.from_state is self.state
             self.state = t.to_state
-            if t.reason in (Reason.FAILURE_RATE, Reason.PROBE_FAILED):
+            if t.reason in (Reason.FAILURE_RATE, Reason.CONSECUTIVE_FAILURES, Reason.PROBE_FAILED):
                 assert t.open_for_s == POLICY.open_wait(t.trips)
             elif t.reason is Reason.COOL_DOWN:
                 assert 0.0 <= t.open_for_s <= POLICY.max_open_s
