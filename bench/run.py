@@ -13,46 +13,12 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_listening(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its children (workers), in MB."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    total = 0
-    for p in pids:
-        for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
+from stack import KEY, ROOT, rss_mb, running_stack
 
 
 def run_locust(host: str, scenario: str, users: int, seconds: int, out: Path) -> dict[str, str]:
@@ -98,47 +64,23 @@ def main() -> int:
     args = parser.parse_args()
 
     out = Path(tempfile.mkdtemp(prefix="circuitd-bench-"))
-    up_port, gw_port = free_port(), free_port()
-    circuitd = [sys.executable, "-m", "circuitd"]
-    upstream = subprocess.Popen(
-        [*circuitd, "mock-upstream", "--port", str(up_port)], stdout=subprocess.DEVNULL
-    )
-    gateway = subprocess.Popen(
-        [*circuitd, "serve", "--port", str(gw_port), "--workers", str(args.workers)],
-        env={
-            **os.environ,
-            "PROVIDER": "OPENAI",
-            "OPENAI_API_KEY": "sk-bench",
-            "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
-            "CIRCUIT_API_KEYS": KEY,
-            "CIRCUIT_DB": str(out / "ledger.db"),
-            "CIRCUIT_LOG_LEVEL": "warning",
-        },
-        cwd=out,
-    )
-    try:
-        wait_listening(up_port)
-        wait_listening(gw_port)
+    with running_stack(out, workers=args.workers) as stack:
         print("| target | scenario | req/s | p50 ms | p95 ms | p99 ms | failures |")
         print("|---|---|---|---|---|---|---|")
         for scenario in args.scenarios.split(","):
-            for name, port in (("mock upstream direct", up_port), ("circuitd", gw_port)):
-                stats = run_locust(
-                    f"http://127.0.0.1:{port}", scenario, args.users, args.seconds, out
-                )
+            for name, host in (
+                ("mock upstream direct", stack.upstream_url),
+                ("circuitd", stack.gateway_url),
+            ):
+                stats = run_locust(host, scenario, args.users, args.seconds, out)
                 print(
                     f"| {name} | {scenario} | {float(stats['Requests/s']):.0f} "
                     f"| {stats['50%']} | {stats['95%']} | {stats['99%']} "
                     f"| {stats['Failure Count']} |",
                     flush=True,
                 )
-        rss = rss_mb(gateway.pid)
+        rss = rss_mb(stack.gateway_pid)
         print(f"\ncircuitd RSS after the runs: {rss:.0f} MB ({args.workers} worker(s))")
-    finally:
-        for process in (gateway, upstream):
-            process.send_signal(signal.SIGTERM)
-        for process in (gateway, upstream):
-            process.wait(timeout=60)
     return 0
 
 
