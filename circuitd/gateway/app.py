@@ -37,6 +37,8 @@ from circuitd.gateway.asgi import (
     start_response,
 )
 from circuitd.gateway.auth import Principal
+from circuitd.gateway.messages import ROUTES as MESSAGES_ROUTES
+from circuitd.gateway.messages import MessagesEdge, count_tokens
 from circuitd.gateway.relay import (
     CLIENT_CLOSED,
     ClientWatch,
@@ -144,6 +146,24 @@ class App:
                 if method != "POST":
                     raise MethodNotAllowed(f"Use POST for {path}.")
                 await self._chat(scope, receive, send, request_id, client_id, base)
+            elif path in MESSAGES_ROUTES:
+                edge = MessagesEdge(send, request_id)
+                send = edge.send  # every answer here is Anthropic-shaped, errors included
+                if method != "POST":
+                    raise MethodNotAllowed(f"Use POST for {path}.")
+                if path == "/v1/messages":
+                    await self._chat(scope, receive, send, request_id, client_id, base, edge)
+                else:
+                    snapshot = self.gateway.snapshot
+                    await count_tokens(
+                        edge,
+                        scope,
+                        receive,
+                        auth=snapshot.auth,
+                        tokenizer=self.gateway.settler.tokenizer,
+                        max_body_bytes=snapshot.config.server.max_body_bytes,
+                        headers=base,
+                    )
             elif path == "/health":
                 await self._health(send, base)
             elif path == "/v1/models":
@@ -218,6 +238,7 @@ class App:
         request_id: str,
         client_id: str | None,
         base: Headers,
+        edge: MessagesEdge | None = None,  # a Messages call: translated at both ends
     ) -> None:
         gateway = self.gateway
         record = CallRecord(request_id, trio.current_time(), gateway.wall_clock(), client_id)
@@ -239,9 +260,14 @@ class App:
                 raise ServiceUnavailable("The gateway is shutting down; retry shortly.")
             snapshot = gateway.snapshot  # one config for the whole call, even across a reload
             config = snapshot.config
-            principal = snapshot.auth.authenticate(header(scope, b"authorization"))
+            if edge is None:
+                principal = snapshot.auth.authenticate(header(scope, b"authorization"))
+            else:
+                principal = edge.authenticate(snapshot.auth, scope)
             record.key_id = principal.key_id
             body = await read_body(scope, receive, config.server.max_body_bytes)
+            if edge is not None:
+                body = edge.canonical(body)
             view = decode_chat_request(body)
             record.request, record.stream = view, bool(view.stream)
             candidates = self._candidates(snapshot.router, view, principal)

@@ -92,7 +92,21 @@ class Authenticator:
         scheme, _, token = authorization.partition(b" ")
         if scheme.lower() != b"bearer" or not token.strip():
             raise InvalidApiKey("Malformed Authorization header; expected `Bearer <key>`.")
-        principal = self._by_digest.get(hashlib.sha256(token.strip()).digest())
+        return self._lookup(token.strip())
+
+    def authenticate_api_key(self, api_key: bytes | None, authorization: bytes | None) -> Principal:
+        """Anthropic-style routes: the key in `x-api-key` (as the Anthropic SDK sends it), else
+        `Authorization: Bearer <key>`."""
+        if self.open or (not api_key and authorization):
+            return self.authenticate(authorization)
+        if not api_key or not api_key.strip():
+            raise InvalidApiKey(
+                "Missing API key. Send it as `x-api-key: <key>` or `Authorization: Bearer <key>`."
+            )
+        return self._lookup(api_key.strip())
+
+    def _lookup(self, key: bytes) -> Principal:
+        principal = self._by_digest.get(hashlib.sha256(key).digest())
         if principal is None:
             raise InvalidApiKey("Incorrect API key provided.")
         return principal

@@ -29,7 +29,17 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from circuitd.core.breaker import State
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
-ROUTES = frozenset({"/v1/chat/completions", "/v1/models", "/v1/usage", "/health", "/metrics"})
+ROUTES = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/models",
+        "/v1/usage",
+        "/health",
+        "/metrics",
+    }
+)
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 

@@ -109,7 +109,7 @@ class ToolChoiceParam(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class MetadataParam(msgspec.Struct):
-    user_id: str
+    user_id: str | None = None  # optional in an inbound request (`anthropic_inbound`)
 
 
 class MessagesRequest(msgspec.Struct, kw_only=True, omit_defaults=True):
