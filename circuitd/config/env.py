@@ -69,8 +69,16 @@ def _env_int(env: Mapping[str, str], name: str, errors: list[str]) -> int | None
 
 
 # Per provider kind: the variable with its key and the one with its base URL.
-_ENV_KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-_ENV_BASE_URLS = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL"}
+_ENV_KEYS = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+}
+_ENV_BASE_URLS = {
+    "openai": "OPENAI_BASE_URL",
+    "anthropic": "ANTHROPIC_BASE_URL",
+    "gemini": "GEMINI_BASE_URL",
+}
 # OpenAI presets other than OpenAI's own: their key and base URL variables (Azure's as its
 # SDKs read them); Ollama and vLLM take no key unless one is configured.
 _PRESET_ENV: dict[str, tuple[str | None, str | None]] = {
@@ -88,13 +96,17 @@ def _env_kind(name: str, value: str, errors: list[str]) -> str | None:
 
 
 def _env_passthrough(env: Mapping[str, str], errors: list[str]) -> tuple[dict[str, Any], Any]:
-    """Env-only mode: `PROVIDER` (else OpenAI or Anthropic if its key is set, else mock)
+    """Env-only mode: `PROVIDER` (else OpenAI, Anthropic or Gemini if its key is set, else mock)
     serves every model name; `CIRCUIT_FALLBACK` (comma list) follows it, with
     `CIRCUIT_FALLBACK_MODEL` as the fallbacks' upstream model."""
     chosen = env.get("PROVIDER", "").strip().upper()
     if not chosen:  # the first provider whose key is set, else the mock
         chosen = next(
-            (name for name in ("OPENAI", "ANTHROPIC") if env.get(_ENV_KEYS[name.lower()])),
+            (
+                name
+                for name in ("OPENAI", "ANTHROPIC", "GEMINI")
+                if env.get(_ENV_KEYS[name.lower()])
+            ),
             "MOCK",
         )
     primary = _env_kind("PROVIDER", chosen, errors) or "mock"

@@ -14,10 +14,15 @@ from circuitd.core.breaker import BreakerPolicy
 from circuitd.core.pricing import Price
 from circuitd.providers.openai_presets import Preset
 
-ProviderKind = Literal["openai", "anthropic", "mock"]
-PROVIDER_KINDS: tuple[str, ...] = ("openai", "anthropic", "mock")
+ProviderKind = Literal["openai", "anthropic", "gemini", "mock"]
+PROVIDER_KINDS: tuple[str, ...] = ("openai", "anthropic", "gemini", "mock")
 # Seed-compatible `PROVIDER` values.
-ENV_PROVIDERS = {"MOCK": "mock", "OPENAI": "openai", "ANTHROPIC": "anthropic"}
+ENV_PROVIDERS = {
+    "MOCK": "mock",
+    "OPENAI": "openai",
+    "ANTHROPIC": "anthropic",
+    "GEMINI": "gemini",
+}
 
 
 class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -63,7 +68,8 @@ class MockConfig(_Section, frozen=True):
 
 class ProviderConfig(_Section, frozen=True):
     kind: ProviderKind
-    # As in each official SDK: OpenAI-style URLs include `/v1`, Anthropic's do not.
+    # As in each official SDK: OpenAI-style URLs include `/v1`, Anthropic's and Gemini's
+    # do not (Gemini: the host; `/v1beta/models/...` follows).
     base_url: str | None = None
     api_key: str | None = None
     api_key_env: str | None = None  # read the key from this environment variable

@@ -31,6 +31,7 @@ from circuitd.gateway.settle import Settler
 from circuitd.obs.metrics import Metrics
 from circuitd.providers.anthropic import AnthropicProvider
 from circuitd.providers.base import Deployment, Provider
+from circuitd.providers.gemini import GeminiProvider
 from circuitd.providers.mock import MockProvider
 from circuitd.providers.openai import OpenAIProvider
 from circuitd.store.writer import WriteBehind
@@ -128,6 +129,10 @@ def build_provider(
         return MockProvider(name, config.mock)
     if spec.kind == "anthropic":
         return AnthropicProvider(
+            name, client, base_url=spec.base_url, api_key=api_key, headers=spec.headers
+        )
+    if spec.kind == "gemini":
+        return GeminiProvider(
             name, client, base_url=spec.base_url, api_key=api_key, headers=spec.headers
         )
     return OpenAIProvider(

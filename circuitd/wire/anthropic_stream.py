@@ -42,20 +42,12 @@ from circuitd.wire.openai_chat import (
     ChoiceChunk,
     Delta,
     FunctionDelta,
+    StreamError,
     ToolCallDelta,
     chunk_head,
 )
 
 __all__ = ["DONE", "AnthropicStreamTranslator", "StreamError"]
-
-
-class StreamError(Exception):
-    """The stream reported an error (`event: error`) or broke the event protocol."""
-
-    def __init__(self, error_type: str, message: str) -> None:
-        super().__init__(f"{error_type}: {message}")
-        self.error_type = error_type
-        self.message = message
 
 
 # --- Anthropic events: the fields that are read ------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "FunctionDelta",
     "OpenAIUsage",
     "PromptTokensDetails",
+    "StreamError",
     "ToolCall",
     "ToolCallDelta",
     "TranslationError",
@@ -54,6 +55,20 @@ DONE = "[DONE]"
 
 class TranslationError(ValueError):
     """The OpenAI request cannot be expressed in the provider's dialect (answer 400)."""
+
+
+class StreamError(Exception):
+    """An upstream stream reported an error in-stream or broke its event protocol.
+
+    `error_type`: the provider's name for the error (`invalid_stream` when the events
+    themselves are broken); `status`: the HTTP status the error stands for, where the event
+    says it (Gemini's `error.code`), else None (the adapter maps `error_type`)."""
+
+    def __init__(self, error_type: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message
+        self.status = status
 
 
 # --- the request: just the fields that some dialect translates -----------------------------
