@@ -143,7 +143,7 @@ class LeaseStore:
     def _exchange_one(self, conn: Any, report: LeaseReport, now: float) -> ExchangeResult:
         key = _key(report)
         holder = self.holder
-        conn.execute(_EXPIRED, (*key, now - self.policy.ttl_s - self.policy.grace_s))
+        conn.execute(_EXPIRED, (*key, now - self.policy.grace_s))
         found = conn.execute(_SPENT, key).fetchone()
         spent = int(found[0]) if found else 0
         leased, held = conn.execute(_LEASED, (*key, holder.id)).fetchone()
@@ -185,7 +185,7 @@ class LeaseStore:
             conn.executemany("DELETE FROM budget_leases WHERE holder = ?", gone)
             conn.execute(
                 "DELETE FROM budget_leases WHERE expires_at < ?",
-                (now - self.policy.ttl_s - self.policy.grace_s,),
+                (now - self.policy.grace_s,),
             )
             return int(conn.total_changes() - before)
 

@@ -1,0 +1,144 @@
+"""Budgets across several workers: strict over real processes, kept over a restart, reset by a
+new UTC day; no reservation or lease left behind after a drain."""
+
+from __future__ import annotations
+
+import calendar
+import signal
+import threading
+from pathlib import Path
+
+import apsw
+import httpx
+import trio
+
+from tests.e2e.serving import Clock, gateway_at
+from tests.e2e.test_process import start
+
+ALICE = {"authorization": "Bearer ka"}
+
+# Worst case of a call: prompt * $10/M + 10 * $30/M (a few hundred µUSD).
+CONFIG = """
+[server]
+workers = {workers}
+
+[providers.mock]
+kind = "mock"
+
+[models.dear]
+deployments = [{{ provider = "mock", input_usd_per_mtok = 10.0, output_usd_per_mtok = 30.0 }}]
+
+[[keys]]
+id = "alice"
+key = "ka"
+daily_usd_limit = {daily}
+"""
+
+CHAT = {
+    "model": "dear",
+    "messages": [{"role": "user", "content": "spend"}],
+    "max_tokens": 10,
+    "mock": {"tokens": 10},
+}
+
+
+def query(db: Path, sql: str) -> list[tuple[object, ...]]:
+    connection = apsw.Connection(str(db))
+    try:
+        return list(connection.execute(sql))
+    finally:
+        connection.close()
+
+
+def ledger_state(db: Path, day: str | None = None) -> tuple[int, int, list[tuple[object, ...]]]:
+    """(sum of the rows' cost, the shared ledger's spend for the day, leases left)."""
+    where = f"WHERE key_id = 'alice' AND substr(timestamp, 1, 10) = '{day}'" if day else ""
+    [(rows,)] = query(db, f"SELECT coalesce(sum(cost_micro_usd), 0) FROM requests {where}")
+    slot = f"AND period_id = '{day}'" if day else ""
+    [(ledger,)] = query(
+        db,
+        "SELECT coalesce(sum(spent_micro_usd), 0) FROM budget_slots "
+        f"WHERE subject = 'alice' AND period = 'day' {slot}",
+    )
+    return int(rows), int(ledger), query(db, "SELECT * FROM budget_leases")  # type: ignore[arg-type]
+
+
+async def test_two_worker_processes_never_overshoot_a_budget(tmp_path: Path) -> None:
+    limit_usd = 0.004
+    config = tmp_path / "circuitd.toml"
+    config.write_text(CONFIG.format(workers=2, daily=limit_usd))
+    process, url = start(tmp_path, "--config", str(config), CIRCUIT_API_KEYS="")
+    # 200 calls log more than a pipe holds: keep reading, or the workers block on stderr.
+    assert process.stderr is not None
+    threading.Thread(target=process.stderr.read, daemon=True).start()
+    answers: list[httpx.Response] = []
+    try:
+        async with httpx.AsyncClient(
+            base_url=url, limits=httpx.Limits(max_connections=200), timeout=60
+        ) as client:
+
+            async def one() -> None:
+                answers.append(await client.post("/v1/chat/completions", json=CHAT, headers=ALICE))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(200):
+                    nursery.start_soon(one)
+        process.send_signal(signal.SIGTERM)
+        assert await trio.to_thread.run_sync(process.wait) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    ok = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(ok) + len(refused) == 200
+    assert 0 < len(ok) < 200
+    assert {a.json()["error"]["code"] for a in refused} == {"budget_exceeded"}
+    db = tmp_path / "ledger.db"
+    rows, ledger, leases = ledger_state(db)
+    assert rows <= limit_usd * 1_000_000  # strict across processes
+    assert ledger == rows  # the shared ledger equals the sum of the rows
+    assert leases == []  # every lease returned at the drain
+    [(statuses,)] = query(db, "SELECT group_concat(DISTINCT status) FROM requests")
+    assert set(str(statuses).split(",")) == {"ok", "refused"}
+    assert len(query(db, "SELECT 1 FROM requests WHERE status = 'ok'")) == len(ok)
+
+
+async def test_leased_spend_survives_a_restart_and_a_new_day_resets_it(tmp_path: Path) -> None:
+    text = CONFIG.format(workers=2, daily=0.002)  # several workers: the lease path
+    clock = Clock(calendar.timegm((2026, 11, 29, 23, 0, 0)))
+    statuses: list[int] = []
+    # Two workers of one daemon, in this process, sharing the ledger file.
+    async with (
+        gateway_at(tmp_path, text, clock) as (first, _),
+        gateway_at(tmp_path, text, clock) as (second, _),
+        httpx.AsyncClient() as client,
+    ):
+        for i in range(10):
+            url = (first, second)[i % 2]
+            answer = await client.post(f"{url}/v1/chat/completions", json=CHAT, headers=ALICE)
+            statuses.append(answer.status_code)
+    assert statuses[:2] == [200, 200] and statuses[-1] == 429
+    db = tmp_path / "ledger.db"
+    rows, ledger, leases = ledger_state(db, "2026-11-29")
+    assert 0 < rows <= 2000 and ledger == rows and leases == []
+
+    async with (
+        gateway_at(tmp_path, text, clock) as (again, _),
+        httpx.AsyncClient(base_url=again) as client,
+    ):
+        refused = await client.post("/v1/chat/completions", json=CHAT, headers=ALICE)
+        assert refused.status_code == 429  # the day's spend came back
+        assert refused.json()["error"]["code"] == "budget_exceeded"
+        [day, _month] = (await client.get("/v1/usage", headers=ALICE)).json()["budgets"]
+        assert (round(day["spent_usd"] * 1e6), day["reserved_usd"]) == (rows, 0)
+
+        clock.now += 3600  # 00:00 UTC: a new day, same month
+        fresh = await client.post("/v1/chat/completions", json=CHAT, headers=ALICE)
+        assert fresh.status_code == 200
+        [day, month] = (await client.get("/v1/usage", headers=ALICE)).json()["budgets"]
+        assert 0 < round(day["spent_usd"] * 1e6) < rows
+        assert round(month["spent_usd"] * 1e6) == rows + round(day["spent_usd"] * 1e6)
+    today, today_ledger, leases = ledger_state(db, "2026-11-30")
+    assert 0 < today == today_ledger and leases == []
+    assert ledger_state(db, "2026-11-29")[:2] == (rows, rows)  # yesterday untouched
