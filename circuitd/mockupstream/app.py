@@ -18,8 +18,11 @@ from typing import Any
 
 import msgspec
 
+from circuitd.core.embeddings import InputError
 from circuitd.mockupstream import anthropic, anthropic_render
+from circuitd.mockupstream.azure import AzureRoute, azure_route
 from circuitd.mockupstream.control import Control
+from circuitd.mockupstream.embeddings import decode_embeddings, render_embeddings
 from circuitd.mockupstream.faults import (
     CUT,
     DELAY,
@@ -106,6 +109,11 @@ class App:
         path, method = request.path, request.method
         if path == "/v1/chat/completions" and method == "POST":
             self.chat(request, conn)
+        elif path == "/v1/embeddings" and method == "POST":
+            self.embeddings(request, conn)
+        elif method == "POST" and (azure := azure_route(path, request.query)) is not None:
+            route = self.chat if azure.operation == "chat/completions" else self.embeddings
+            route(request, conn, azure)
         elif path == "/v1/messages" and method == "POST":
             self.messages(request, conn)
         elif path == "/v1/models" and method == "GET":
@@ -114,8 +122,25 @@ class App:
             status = 405 if path in ("/v1/chat/completions", "/v1/messages", "/v1/models") else 404
             conn.respond(status, error_body(status, f"Invalid URL ({method} {path})", code=None))
 
-    def _authorised(self, request: Request) -> bool:
-        return self.auth is None or request.headers.get(b"authorization") == self.auth
+    def _authorised(self, request: Request, azure: AzureRoute | None = None) -> bool:
+        if self.auth is None or request.headers.get(b"authorization") == self.auth:
+            return True
+        return azure is not None and request.headers.get(b"api-key") == self.api_key
+
+    def _openai_start(
+        self, request: Request, conn: Connection, azure: AzureRoute | None
+    ) -> list[tuple[bytes, bytes]] | None:
+        """Logs an OpenAI-dialect request and checks its key (and Azure's api-version): the
+        answer's headers, or None once refused."""
+        self.control.received(request)
+        headers = [(b"x-request-id", self._request_id())]
+        if not self._authorised(request, azure):
+            self._answer(conn, 401, _bad_key(), headers)
+            return None
+        if azure is not None and azure.missing_version:
+            self._answer(conn, 404, error_body(404, "Resource not found", code="404"), headers)
+            return None
+        return headers
 
     def _fault(self, mock: Fault | None) -> Fault:
         return (mock or NO_FAULT).over(self.control.faults.take()).over(self.defaults)
@@ -137,11 +162,9 @@ class App:
 
     # -- OpenAI: chat completions --------------------------------------------------------------
 
-    def chat(self, request: Request, conn: Connection) -> None:
-        self.control.received(request)
-        headers = [(b"x-request-id", self._request_id())]
-        if not self._authorised(request):
-            self._answer(conn, 401, _bad_key(), headers)
+    def chat(self, request: Request, conn: Connection, azure: AzureRoute | None = None) -> None:
+        headers = self._openai_start(request, conn, azure)
+        if headers is None:
             return
         try:
             body = _chat_body.decode(request.body)
@@ -202,6 +225,33 @@ class App:
             tail=[sse(p) for p in payloads.tail],
             malformed=MALFORMED,
             error=sse(error_body(500, fault.message)),
+        )
+
+    # -- OpenAI: embeddings --------------------------------------------------------------------
+
+    def embeddings(
+        self, request: Request, conn: Connection, azure: AzureRoute | None = None
+    ) -> None:
+        headers = self._openai_start(request, conn, azure)
+        if headers is None:
+            return
+        try:
+            body, inputs = decode_embeddings(request.body)
+        except (msgspec.DecodeError, InputError) as exc:
+            invalid = error_body(400, f"Invalid request: {exc}", param="input")
+            self._answer(conn, 400, invalid, headers)
+            return
+        fault = self._fault(body.mock)
+        self._run(
+            conn,
+            _Job(
+                fault,
+                False,
+                headers,
+                lambda status, message: error_body(status, message),
+                lambda: render_embeddings(body, inputs, model=body.model),
+                _no_stream,
+            ),
         )
 
     # -- Anthropic: messages -------------------------------------------------------------------
@@ -329,6 +379,10 @@ class App:
         self.control.statuses[200] += 1
         conn.start_stream(200, SSE, [(b"cache-control", b"no-cache"), *job.headers])
         return list(stream_steps(job.frames(), job.fault))
+
+
+def _no_stream() -> Frames:
+    raise AssertionError("embeddings are never streamed")
 
 
 def _bad_key() -> bytes:
