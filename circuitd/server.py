@@ -1,27 +1,22 @@
-"""Process bootstrap: sockets, hypercorn on trio, signals, drain, and several workers.
+"""Process bootstrap: sockets, hypercorn on trio, signals, drain, sd_notify, several workers.
 
 One worker is one process running `trio.run(run_worker)`. With `workers > 1` the parent binds
 one listening socket per worker on the same port with SO_REUSEPORT, so the kernel spreads
 connections evenly across them (a shared accept queue would favour whichever worker is idle
-at the moment, which under load starves the others), starts each worker with its socket, and
-forwards SIGTERM/SIGINT to them.
+at the moment, which under load starves the others), and `circuitd.supervisor` starts each
+worker with its socket, forwards signals to them and speaks to systemd for them.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
-import shutil
 import signal
 import socket
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
+from multiprocessing.connection import Connection
 from typing import Any, cast
 
 import trio
@@ -29,12 +24,13 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
-from prometheus_client.multiprocess import mark_process_dead
 
 from circuitd.config import Config, ConfigError, ConfigSource
 from circuitd.gateway.app import App
 from circuitd.gateway.runtime import Gateway, open_gateway
 from circuitd.obs.logs import configure_logging
+from circuitd.sdnotify import Notifier, PipeNotifier
+from circuitd.supervisor import supervise
 
 log = logging.getLogger("circuitd")
 
@@ -94,38 +90,77 @@ async def run_worker(
     *,
     source: ConfigSource | None = None,
     stop: trio.Event | None = None,
+    notifier: Notifier | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves until SIGTERM/SIGINT or `stop` is set, then drains and returns.
 
     Drain: stop accepting, let in-flight calls and streams finish (up to
     `server.drain_timeout_s`), then flush the write-behind queue. SIGHUP reloads the config
-    from `source` (when given) without dropping anything in flight.
+    from `source` (when given) without dropping anything in flight. `notifier` hears
+    `READY=1` once the socket serves, `STOPPING=1` when the drain starts, `RELOADING=1` and
+    `READY=1` around a reload, and `WATCHDOG=1` while this event loop runs.
     """
     stop = trio.Event() if stop is None else stop
+    notifier = Notifier() if notifier is None else notifier
+    async with trio.open_nursery() as lifetime:
+        interval = notifier.watchdog_interval()
+        if interval is not None:
+            lifetime.start_soon(keep_alive, notifier, interval)
+        await _serve(config, env, sock, source, stop, notifier, task_status)
+        lifetime.cancel_scope.cancel()
+
+
+async def keep_alive(notifier: Notifier, interval: float) -> None:
+    """Pings the watchdog every `interval` seconds from a task of the serving event loop, so
+    the pings stop when that loop stops scheduling tasks (a blocking call, a busy loop)."""
+    while True:
+        notifier.watchdog()
+        await trio.sleep(interval)
+
+
+async def _serve(
+    config: Config,
+    env: Mapping[str, str],
+    sock: socket.socket,
+    source: ConfigSource | None,
+    stop: trio.Event,
+    notifier: Notifier,
+    task_status: trio.TaskStatus[list[str]],
+) -> None:
+    serving: str | None = None  # the READY status, once the socket serves
     async with open_gateway(config, env) as gateway:
         if gateway.snapshot.auth.open:
             log.warning("no API keys configured: every caller is accepted (loopback only)")
 
         async def on_signals() -> None:
+            # Held open until the drain ends: a second SIGTERM (say, a terminal's SIGINT to the
+            # whole process group and the supervisor's SIGTERM) must not kill a draining worker.
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
                 async for signum in signals:
                     log.info("signal received", extra={"signal": signum})
                     if signum == signal.SIGHUP:
-                        reload(gateway, source)
-                        continue
-                    stop.set()
-                    return
+                        if serving is not None and not stop.is_set():
+                            notifier.reloading()
+                            reload(gateway, source)
+                            notifier.ready(status=serving)
+                        else:
+                            reload(gateway, source)
+                    elif stop.is_set():
+                        log.info("already draining")
+                    else:
+                        stop.set()
 
         async def shutdown_trigger() -> None:
             await stop.wait()
             log.info("draining")
+            notifier.stopping(status="draining")
             gateway.draining = True
 
         async with trio.open_nursery() as signals_nursery:
             signals_nursery.start_soon(on_signals)
-            async with trio.open_nursery() as serving:
-                binds = await serving.start(
+            async with trio.open_nursery() as serving_nursery:
+                binds = await serving_nursery.start(
                     partial(
                         worker_serve,
                         wrap_app(cast(Any, App(gateway)), 0, "asgi"),
@@ -135,6 +170,8 @@ async def run_worker(
                     )
                 )
                 log.info("listening", extra={"urls": binds})
+                serving = f"serving on {binds[0]}"
+                notifier.ready(status=serving)
                 task_status.started(binds)
             # worker_serve has returned: drained, or the drain timeout cut what was left.
             signals_nursery.cancel_scope.cancel()
@@ -159,15 +196,26 @@ def reload(gateway: Gateway, source: ConfigSource | None) -> bool:
 
 
 def _worker_process(
-    config: Config, env: dict[str, str], sock: socket.socket, source: ConfigSource | None
+    config: Config,
+    env: dict[str, str],
+    source: ConfigSource | None,
+    sock: socket.socket,
+    supervisor: Connection,
+    watchdog_usec: int | None,
 ) -> None:
+    """One worker process of several (see `circuitd.supervisor`)."""
     configure_logging(config.server.log_level)
-    trio.run(partial(run_worker, config, env, sock, source=source))
+    notifier = PipeNotifier(supervisor, watchdog_usec)
+    trio.run(partial(run_worker, config, env, sock, source=source, notifier=notifier))
 
 
 def serve(config: Config, env: Mapping[str, str], source: ConfigSource | None = None) -> int:
     """Runs circuitd in the foreground; returns the process exit status."""
     configure_logging(config.server.log_level)
+    # Only this process (systemd's main PID) speaks to systemd: no child inherits the socket.
+    notifier = Notifier.from_env(os.environ)
+    for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+        os.environ.pop(name, None)
     try:
         check_startup(config)
         workers = config.server.workers
@@ -180,80 +228,6 @@ def serve(config: Config, env: Mapping[str, str], source: ConfigSource | None = 
         log.error(str(exc))
         return 2
     if workers == 1:
-        trio.run(partial(run_worker, config, dict(env), first, source=source))
+        trio.run(partial(run_worker, config, dict(env), first, source=source, notifier=notifier))
         return 0
-    return _supervise(config, dict(env), sockets, source)
-
-
-def _supervise(
-    config: Config, env: dict[str, str], sockets: list[socket.socket], source: ConfigSource | None
-) -> int:
-    """Starts one process per socket and waits; a signal is forwarded to every worker, and a
-    worker that dies on its own takes the others down (the service manager restarts us)."""
-    metrics_dir = _fresh_metrics_dir()
-    context = multiprocessing.get_context("spawn")
-    processes = [
-        context.Process(
-            target=_worker_process, args=(config, env, sock, source), name=f"circuitd-{i}"
-        )
-        for i, sock in enumerate(sockets)
-    ]
-    stopping = False
-
-    def stop_all(signum: int = signal.SIGTERM, _frame: Any = None) -> None:
-        nonlocal stopping
-        stopping = True
-        for process in processes:
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGTERM)
-
-    def reload_all(signum: int, _frame: Any) -> None:
-        for process in processes:
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGHUP)
-
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
-    signal.signal(signal.SIGHUP, reload_all)
-    for process in processes:
-        process.start()
-    for sock in sockets:
-        sock.close()  # the workers hold their own copies
-    running = list(processes)
-    status = 0
-    while running:
-        for sentinel in multiprocessing.connection.wait([p.sentinel for p in running]):
-            process = next(p for p in running if p.sentinel == sentinel)
-            running.remove(process)
-            process.join()  # reaps it: `exitcode` is only known after this
-            if process.pid is not None:
-                # its live gauges no longer count
-                mark_process_dead(process.pid, metrics_dir.path)  # type: ignore[no-untyped-call]
-            log.info("worker exited", extra={"worker": process.name, "exitcode": process.exitcode})
-            if process.exitcode != 0:
-                status = 1
-                if not stopping:
-                    log.error("worker died; stopping", extra={"worker": process.name})
-                    stop_all()
-    if metrics_dir.owned:
-        shutil.rmtree(metrics_dir.path, ignore_errors=True)
-    return status
-
-
-@dataclass(frozen=True)
-class _MetricsDir:
-    path: str
-    owned: bool  # made by us (removed at exit), not given by the operator
-
-
-def _fresh_metrics_dir() -> _MetricsDir:
-    """prometheus-client's multiprocess directory, emptied: the workers (spawned after this)
-    inherit the variable, which switches the library to multiprocess mode."""
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if given:
-        for entry in Path(given).glob("*.db"):
-            entry.unlink()
-        return _MetricsDir(given, owned=False)
-    path = tempfile.mkdtemp(prefix="circuitd-metrics-")
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
-    return _MetricsDir(path, owned=True)
+    return supervise(partial(_worker_process, config, dict(env), source), sockets, notifier)

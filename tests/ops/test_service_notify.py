@@ -1,0 +1,222 @@
+"""circuitd as systemd's `Type=notify` service sees it: a real process, a datagram socket that
+stands in for `$NOTIFY_SOCKET`, and the kernel's word (SCM_CREDENTIALS) on who sent each
+message, since with `NotifyAccess=main` systemd drops whatever the main PID did not send."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import trio
+
+from circuitd.sdnotify import Notifier, parse
+from circuitd.server import keep_alive
+from tests.e2e.test_process import count_rows
+
+KEY = "notify-key"
+GUARD_S = 60  # a hang guard, not a timing assertion
+WATCHDOG_USEC = 400_000  # pings every 0.2 s (0.1 s in each of several workers)
+
+
+@dataclass
+class Notification:
+    pid: int  # the sender, as the kernel tells it
+    fields: dict[str, str]
+    raw: bytes
+
+
+class NotifySocket:
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(self.path)
+        self.sock.settimeout(GUARD_S)
+        self.seen: list[Notification] = []
+
+    def next(self) -> Notification:
+        data, ancillary, _flags, _address = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+        pids = [
+            struct.unpack("3i", payload[:12])[0]
+            for level, kind, payload in ancillary
+            if (level, kind) == (socket.SOL_SOCKET, socket.SCM_CREDENTIALS)
+        ]
+        assert len(pids) == 1
+        notification = Notification(pids[0], parse(data), data)
+        self.seen.append(notification)
+        return notification
+
+    def until(self, key: str) -> Notification:
+        """The next notification that sets `key` (watchdog pings in between are skipped)."""
+        while True:
+            notification = self.next()
+            if key in notification.fields:
+                return notification
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[NotifySocket]:
+    listener = NotifySocket(tmp_path / "notify")
+    try:
+        yield listener
+    finally:
+        listener.sock.close()
+
+
+def start(
+    tmp_path: Path,
+    notify: NotifySocket,
+    processes: list[subprocess.Popen[bytes]],
+    *args: str,
+) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCUIT_", "WATCHDOG_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "circuitd", "serve", "--port", "0", *args],
+        cwd=tmp_path,
+        env={
+            **env,
+            "CIRCUIT_API_KEYS": KEY,
+            "CIRCUIT_DB": str(tmp_path / "ledger.db"),
+            "PROVIDER": "MOCK",
+            "NOTIFY_SOCKET": notify.path,
+            "WATCHDOG_USEC": str(WATCHDOG_USEC),
+        },
+        stderr=subprocess.PIPE,
+    )
+    processes.append(process)
+    return process
+
+
+def logged_so_far(process: subprocess.Popen[bytes]) -> list[dict[str, object]]:
+    """The JSON log lines already written to the process's stderr (reads without waiting)."""
+    assert process.stderr is not None
+    fd = process.stderr.fileno()
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    os.set_blocking(fd, True)
+    return [json.loads(line) for line in data.splitlines() if line.startswith(b"{")]
+
+
+async def stream_through_sigterm(url: str, process: subprocess.Popen[bytes]) -> bytes:
+    """Starts a slow stream, sends SIGTERM once its first chunk is in; returns the rest."""
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "b"}],
+        "stream": True,
+        "mock": {"chunk_delay_ms": 50, "chunks": 20},  # slow enough to outlive SIGTERM
+    }
+    headers = {"authorization": f"Bearer {KEY}"}
+    async with (
+        httpx.AsyncClient(base_url=url) as client,
+        client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.aiter_raw()
+        assert (await chunks.__anext__()).startswith(b"data: ")
+        process.send_signal(signal.SIGTERM)
+        return b"".join([chunk async for chunk in chunks])
+
+
+async def test_one_worker_notifies_ready_reload_watchdog_and_stopping(
+    tmp_path: Path, notify_socket: NotifySocket, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    process = start(tmp_path, notify_socket, processes)
+    ready = notify_socket.until("READY")
+    assert ready.pid == process.pid
+    [listening] = [e for e in logged_so_far(process) if e["msg"] == "listening"]
+    url = str(listening["urls"][0])  # type: ignore[index]
+    assert ready.raw == f"READY=1\nSTATUS=serving on {url}".encode()
+    assert notify_socket.until("WATCHDOG").raw == b"WATCHDOG=1"
+
+    process.send_signal(signal.SIGHUP)
+    reloading = notify_socket.until("RELOADING")
+    assert int(reloading.fields["MONOTONIC_USEC"]) > 0
+    assert notify_socket.until("READY").raw == ready.raw
+
+    rest = await stream_through_sigterm(url, process)
+    assert rest.endswith(b"data: [DONE]\n\n")  # the drain let the stream finish
+    assert notify_socket.until("STOPPING").raw == b"STOPPING=1\nSTATUS=draining"
+    assert await trio.to_thread.run_sync(process.wait) == 0
+    assert count_rows(tmp_path / "ledger.db") == 1
+    assert {n.pid for n in notify_socket.seen} == {process.pid}
+
+
+async def test_workers_report_to_the_supervisor_which_alone_notifies(
+    tmp_path: Path, notify_socket: NotifySocket, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    process = start(tmp_path, notify_socket, processes, "--workers", "2")
+    ready = notify_socket.until("READY")
+    assert ready.raw == b"READY=1\nSTATUS=2 workers serving"
+    # Each worker logs "listening" before it reports READY: both have by now.
+    listening = [e for e in logged_so_far(process) if e["msg"] == "listening"]
+    assert len(listening) == 2
+    url = str(listening[0]["urls"][0])  # type: ignore[index]
+    assert notify_socket.until("WATCHDOG").raw == b"WATCHDOG=1"  # every worker pinged
+
+    process.send_signal(signal.SIGHUP)
+    assert "RELOADING" in notify_socket.until("RELOADING").fields
+    assert notify_socket.until("READY").raw == ready.raw  # once both have reloaded
+
+    rest = await stream_through_sigterm(url, process)
+    assert rest.endswith(b"data: [DONE]\n\n")
+    assert notify_socket.until("STOPPING").raw == b"STOPPING=1\nSTATUS=draining"
+    assert await trio.to_thread.run_sync(process.wait) == 0
+    assert count_rows(tmp_path / "ledger.db") == 1
+    # Only the main PID spoke (systemd would drop a worker's message), READY exactly twice.
+    assert {n.pid for n in notify_socket.seen} == {process.pid}
+    assert [n.raw for n in notify_socket.seen if "READY" in n.fields] == [ready.raw] * 2
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    if not path.exists():
+        pytest.skip("this kernel does not list a process's children in /proc")
+    children = [int(child) for child in path.read_text().split()]
+    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_a_dead_worker_stops_the_service(
+    tmp_path: Path, notify_socket: NotifySocket, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    process = start(tmp_path, notify_socket, processes, "--workers", "2")
+    notify_socket.until("READY")
+    workers = worker_pids(process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    assert notify_socket.until("STOPPING").pid == process.pid
+    assert process.wait(GUARD_S) == 1  # the service manager restarts it (Restart=on-failure)
+    died = [e for e in logged_so_far(process) if e["msg"] == "worker died; stopping"]
+    assert len(died) == 1
+
+
+async def test_keep_alive_pings_once_per_interval(
+    autojump_clock: trio.testing.MockClock, notify_socket: NotifySocket
+) -> None:
+    notifier = Notifier(notify_socket.path, watchdog_usec=2_000_000)
+    with trio.move_on_after(9.5):
+        await keep_alive(notifier, 1.0)
+    notify_socket.sock.setblocking(False)
+    pings = []
+    with pytest.raises(BlockingIOError):
+        while True:
+            pings.append(notify_socket.sock.recv(64))
+    assert pings == [b"WATCHDOG=1"] * 10  # at 0, 1, ..., 9 s
