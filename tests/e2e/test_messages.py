@@ -406,3 +406,31 @@ async def test_count_tokens_and_metrics(tmp_path: Path, mocks: tuple[str, str]) 
         in metrics
     )
     assert len(gateway.rows()) == 1  # counting is no call
+
+
+async def test_client_leaving_mid_stream_cancels_upstream(
+    tmp_path: Path, mocks: tuple[str, str]
+) -> None:
+    oai, _ = mocks
+    queue_fault(oai, {"stall_after": 2})
+
+    def upstream_stats(**wait: int) -> Any:
+        return httpx.get(f"{oai}/_mock/stats", params=wait, timeout=30).json()
+
+    async with running_gateway(tmp_path, config_text=config(mocks)) as gateway:
+        body = {"model": "sonnet", "max_tokens": 64, "messages": HELLO, "stream": True}
+        async with (
+            httpx.AsyncClient(base_url=gateway.url) as client,
+            client.stream("POST", "/v1/messages", json=body, headers={"x-api-key": KEY}) as answer,
+        ):
+            seen = b""
+            async for data in answer.aiter_raw():
+                seen += data
+                if seen.count(b"event: content_block_delta") >= 2:
+                    break  # leaving closes the connection while the upstream stalls
+        stats = await trio.to_thread.run_sync(lambda: upstream_stats(wait_disconnects=1))
+        assert stats["disconnects"] == 1  # the upstream call was cancelled too
+        await gateway.drain()
+    [row] = gateway.rows()
+    assert (row["status"], row["status_code"], row["stream"]) == ("disconnected", 499, 1)
+    assert row["usage_source"] == "estimated" and row["tokens_output"] != 0
