@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from circuitd.core.embeddings import InputError
-from circuitd.mockupstream import anthropic, anthropic_render
+from circuitd.mockupstream import anthropic, anthropic_render, gemini, gemini_render
 from circuitd.mockupstream.azure import AzureRoute, azure_route
 from circuitd.mockupstream.control import Control
 from circuitd.mockupstream.embeddings import decode_embeddings, render_embeddings
@@ -81,6 +81,7 @@ class _Job:
     error: Callable[[int, str | None], bytes]  # the error body for a failing fault
     complete: Callable[[], bytes]  # the JSON answer
     frames: Callable[[], Frames]  # the SSE answer
+    retry_header: bool = True  # False: the dialect tells the wait in the error body (Gemini)
 
 
 class App:
@@ -100,6 +101,7 @@ class App:
             }
         )
         self._anthropic_models = anthropic_render.models_body()
+        self._gemini_models = gemini_render.models_body()
 
     def connection(self) -> Connection:
         self.control.connections += 1
@@ -118,6 +120,11 @@ class App:
             self.messages(request, conn)
         elif path == "/v1/models" and method == "GET":
             self.models(request, conn)
+        elif (target := gemini.route(path)) is not None and method == "POST":
+            self.generate(request, conn, *target)
+        elif path == "/v1beta/models" and method == "GET":
+            problem = gemini.key_problem(request.headers, request.query, self.api_key)
+            conn.respond(200, self._gemini_models) if problem is None else conn.respond(*problem)
         elif not (path.startswith("/_mock/") and self.control.route(request, conn)):
             status = 405 if path in ("/v1/chat/completions", "/v1/messages", "/v1/models") else 404
             conn.respond(status, error_body(status, f"Invalid URL ({method} {path})", code=None))
@@ -312,6 +319,45 @@ class App:
 
         self._run(conn, _Job(fault, bool(body.stream), headers, error, complete, frames))
 
+    # -- Gemini: generateContent -----------------------------------------------------------------
+
+    def generate(self, request: Request, conn: Connection, model: str, stream: bool) -> None:
+        self.control.received(request)
+        problem = gemini.key_problem(request.headers, request.query, self.api_key)
+        if problem is None and stream and "alt=sse" not in request.query.split("&"):
+            message = "The mock streams only as server-sent events: add ?alt=sse."
+            problem = 400, gemini_render.error_body(400, message)
+        if problem is not None:
+            self._answer(conn, *problem)
+            return
+        try:
+            body = gemini.decode_request(request.body)
+        except gemini.RequestError as exc:
+            self._answer(conn, 400, gemini_render.error_body(400, str(exc)))
+            return
+        fault = self._fault(body.mock)
+        reply = gemini.plan_reply(body, fault)
+        response_id, omit_usage = f"mock{next(self._ids):020d}", bool(fault.omit_usage)
+
+        def error(status: int, message: str | None) -> bytes:
+            return gemini_render.error_body(status, message, retry_after=fault.retry_after)
+
+        def complete() -> bytes:
+            return gemini_render.render_response(
+                reply, id=response_id, model=model, omit_usage=omit_usage
+            )
+
+        def frames() -> Frames:
+            return gemini_render.render_events(
+                reply,
+                id=response_id,
+                model=model,
+                omit_usage=omit_usage,
+                error_message=fault.message,
+            )
+
+        self._run(conn, _Job(fault, stream, [], error, complete, frames, retry_header=False))
+
     # -- answering, whatever the dialect ---------------------------------------------------------
 
     def _run(self, conn: Connection, job: _Job) -> None:
@@ -369,7 +415,7 @@ class App:
         fault = job.fault
         assert fault.status is not None
         headers = list(job.headers)
-        if fault.retry_after is not None:
+        if fault.retry_after is not None and job.retry_header:
             headers.append((b"retry-after", f"{fault.retry_after:g}".encode()))
             headers.append((b"retry-after-ms", b"%d" % round(fault.retry_after * 1000)))
         self._answer(conn, fault.status, job.error(fault.status, fault.message), headers)
