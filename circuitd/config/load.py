@@ -23,9 +23,11 @@ import msgspec
 from circuitd.config.env import apply_env, environment
 from circuitd.config.presets import preset_problems
 from circuitd.config.schema import (
+    AlertsConfig,
     Config,
     KeyConfig,
     LimitsConfig,
+    MetricsConfig,
     MockConfig,
     ModelConfig,
     PassthroughConfig,
@@ -61,6 +63,8 @@ _SECTION_TYPES: dict[str, Any] = {
     "keys": list[KeyConfig],
     "limits": LimitsConfig,
     "passthrough": PassthroughConfig | None,
+    "alerts": AlertsConfig,
+    "metrics": MetricsConfig,
 }
 
 

@@ -25,7 +25,6 @@ from circuitd.store.writer import SyncRunner, in_worker_thread
 
 log = logging.getLogger("circuitd.budget")
 
-_ROUNDS = 3  # waits for other calls' exchanges before a plain (never leasing) reserve
 _EXPIRY_MARGIN_S = 5.0  # stop drawing on a lease this long before the store lets it lapse
 
 
@@ -58,7 +57,10 @@ class SharedBudget:
         self, accounts: Sequence[tuple[str, BudgetLimits]], amount: int, now: float
     ) -> Reservation | Refusal:
         """Reserves `amount` on every slot of `accounts`, leasing first where short."""
-        for _ in range(_ROUNDS):
+        # Waiting for another call's exchange is progress (it granted, or the next exchange
+        # finds the store short), and each call runs at most one exchange of its own: after
+        # it, what was granted decides (`reserve` never leases, so a second shortfall refuses).
+        while True:
             decision = self.ledger.reserve_or_lease(accounts, amount, now)
             if not isinstance(decision, LeaseNeeded):
                 return decision
@@ -69,8 +71,7 @@ class SharedBudget:
                 if event is not None:
                     await event.wait()
             if decision.reports:
-                break  # what was granted decides: a second shortfall refuses
-        return self.ledger.reserve(accounts, amount, now)
+                return self.ledger.reserve(accounts, amount, now)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Reclaims dead workers' leases, then syncs periodically until `close`."""

@@ -12,6 +12,8 @@ import apsw
 import httpx
 import trio
 
+from circuitd.store.leases import boot_id
+from circuitd.store.sqlite import Database
 from tests.e2e.serving import Clock, gateway_at
 from tests.e2e.test_process import start
 
@@ -142,3 +144,26 @@ async def test_leased_spend_survives_a_restart_and_a_new_day_resets_it(tmp_path:
     today, today_ledger, leases = ledger_state(db, "2026-11-30")
     assert 0 < today == today_ledger and leases == []
     assert ledger_state(db, "2026-11-29")[:2] == (rows, rows)  # yesterday untouched
+
+
+async def test_a_crashed_workers_lease_is_reclaimed_at_the_next_start(tmp_path: Path) -> None:
+    text = CONFIG.format(workers=2, daily=0.002)
+    clock = Clock(calendar.timegm((2026, 11, 29, 12, 0, 0)))
+    dead = await trio.lowlevel.open_process(["true"])  # a pid gone before circuitd starts
+    await dead.wait()
+    Database.open(tmp_path / "ledger.db").close()
+    # A worker killed while holding the whole day's budget, its lease not expired yet.
+    with Database.open(tmp_path / "ledger.db") as db, db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO budget_leases VALUES ('alice', 'day', '2026-11-29', 'crashed', ?, ?, "
+            "2000, ?)",
+            (boot_id(), dead.pid, clock.now + 300),
+        )
+    async with (
+        gateway_at(tmp_path, text, clock) as (url, _),
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        answer = await client.post("/v1/chat/completions", json=CHAT, headers=ALICE)
+        assert answer.status_code == 200  # the dead worker's lease was freed at start
+    rows, ledger, leases = ledger_state(tmp_path / "ledger.db", "2026-11-29")
+    assert 0 < rows == ledger and leases == []
