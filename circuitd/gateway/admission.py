@@ -114,11 +114,15 @@ class Admission:
         *,
         now: float,
         now_wall: float,
+        tokens: tuple[int, int] | None = None,
     ) -> Ticket:
         """Counts the call against the key's rate limits and reserves its worst-case cost;
-        raises `RateLimited` or `BudgetExceeded` (429) when it does not fit."""
-        prompt = estimate_prompt_tokens(view.messages, self._tokenizer)
-        output = self._output_cap(view, candidates)
+        raises `RateLimited` or `BudgetExceeded` (429) when it does not fit. `tokens`: the
+        (prompt, output) the caller counted itself (embeddings: the input, no output)."""
+        prompt, output = tokens or (
+            estimate_prompt_tokens(view.messages, self._tokenizer),
+            self._output_cap(view, candidates),
+        )
         limiter = self._limiter(principal)
         decision = None
         if limiter is not None:

@@ -37,6 +37,7 @@ from circuitd.gateway.asgi import (
     start_response,
 )
 from circuitd.gateway.auth import Principal
+from circuitd.gateway.embeddings import decode_embeddings_request, embedding_candidates
 from circuitd.gateway.messages import ROUTES as MESSAGES_ROUTES
 from circuitd.gateway.messages import MessagesEdge, count_tokens
 from circuitd.gateway.relay import (
@@ -54,7 +55,7 @@ from circuitd.gateway.usage import budget_status, parse_usage_query, read_report
 from circuitd.obs.logs import request_ids_var
 from circuitd.obs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from circuitd.obs.metrics import route_label, status_class
-from circuitd.providers.base import Deployment, UpstreamCall
+from circuitd.providers.base import Deployment, Operation, UpstreamCall
 from circuitd.wire.openai import ChatRequestView, chat_request_decoder
 
 log = logging.getLogger("circuitd.app")
@@ -146,6 +147,12 @@ class App:
                 if method != "POST":
                     raise MethodNotAllowed(f"Use POST for {path}.")
                 await self._chat(scope, receive, send, request_id, client_id, base)
+            elif path == "/v1/embeddings":
+                if method != "POST":
+                    raise MethodNotAllowed(f"Use POST for {path}.")
+                await self._chat(
+                    scope, receive, send, request_id, client_id, base, operation="embeddings"
+                )
             elif path in MESSAGES_ROUTES:
                 edge = MessagesEdge(send, request_id)
                 send = edge.send  # every answer here is Anthropic-shaped, errors included
@@ -239,6 +246,7 @@ class App:
         client_id: str | None,
         base: Headers,
         edge: MessagesEdge | None = None,  # a Messages call: translated at both ends
+        operation: Operation = "chat/completions",  # or embeddings (`gateway.embeddings`)
     ) -> None:
         gateway = self.gateway
         record = CallRecord(request_id, trio.current_time(), gateway.wall_clock(), client_id)
@@ -268,11 +276,23 @@ class App:
             body = await read_body(scope, receive, config.server.max_body_bytes)
             if edge is not None:
                 body = edge.canonical(body)
-            view = decode_chat_request(body)
+            embeddings = None
+            if operation == "embeddings":
+                embeddings = decode_embeddings_request(body, gateway.settler.tokenizer)
+                view, record.prompt_tokens = embeddings.view, embeddings.input_tokens
+            else:
+                view = decode_chat_request(body)
             record.request, record.stream = view, bool(view.stream)
             candidates = self._candidates(snapshot.router, view, principal)
+            if embeddings is not None:
+                candidates = embedding_candidates(candidates, view.model)
             record.ticket = await gateway.admission.admit(
-                principal, view, candidates, now=record.started, now_wall=record.started_wall
+                principal,
+                view,
+                candidates,
+                now=record.started,
+                now_wall=record.started_wall,
+                tokens=embeddings.tokens if embeddings else None,
             )
             base = [*base, *record.ticket.headers()]  # x-ratelimit-* on the answer
             deadline = record.started + config.upstream.total_timeout_s
@@ -284,6 +304,7 @@ class App:
                         request_id,
                         upstream_body(body, view, deployment.upstream_model),
                         record.stream,
+                        operation,
                     )
                     if record.stream:
                         await stream_attempt(

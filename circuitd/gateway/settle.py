@@ -53,6 +53,7 @@ class CallRecord:
     ticket: Ticket | None = None  # admission's hold (rate limit, budget reservation)
     ttft: float | None = None  # seconds from start to the first content relayed
     upstream_started: bool = False  # the upstream answered (some output may be billable)
+    prompt_tokens: int | None = None  # counted before the call (embeddings), not estimated
 
     @property
     def model(self) -> str:
@@ -87,7 +88,12 @@ def charge(record: CallRecord, tokenizer: Tokenizer) -> Charge:
         cached = usage.cached_tokens
         source: UsageSource = "provider"
     elif (record.upstream_started or left_during_call) and record.request is not None:
-        tokens_in = estimate_prompt_tokens(record.request.messages, tokenizer)
+        counted = record.prompt_tokens
+        tokens_in = (
+            counted
+            if counted is not None
+            else estimate_prompt_tokens(record.request.messages, tokenizer)
+        )
         tokens_out = estimate_completion_tokens("".join(record.relayed), tokenizer)
         cached = 0
         source = "estimated"

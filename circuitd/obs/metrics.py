@@ -32,6 +32,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST.encode()
 ROUTES = frozenset(
     {
         "/v1/chat/completions",
+        "/v1/embeddings",
         "/v1/messages",
         "/v1/messages/count_tokens",
         "/v1/models",

@@ -16,6 +16,8 @@ import msgspec
 import trio
 
 from circuitd.config import MockConfig
+from circuitd.core.embeddings import InputError
+from circuitd.mockupstream.embeddings import decode_embeddings, render_embeddings
 from circuitd.mockupstream.faults import NO_FAULT, Fault, error_body
 from circuitd.mockupstream.script import plan_completion, render_completion, render_stream
 from circuitd.providers.base import Deployment, UpstreamCall, UpstreamFailure
@@ -94,6 +96,8 @@ class MockProvider:
         yield await self._answer(deployment, call)
 
     async def _answer(self, deployment: Deployment, call: UpstreamCall) -> MockReply:
+        if call.operation == "embeddings":
+            return await self._embeddings(deployment, call)
         try:
             request = _decoder.decode(call.body)
         except msgspec.DecodeError as exc:
@@ -126,6 +130,20 @@ class MockProvider:
             include_usage=include_usage and wants_usage,
         )
         return MockReply(200, fault=fault, payloads=stream.all())
+
+    async def _embeddings(self, deployment: Deployment, call: UpstreamCall) -> MockReply:
+        try:
+            request, inputs = decode_embeddings(call.body)
+        except (msgspec.DecodeError, InputError) as exc:
+            return MockReply(400, error_body(400, f"Invalid request: {exc}", param="input"))
+        fault = (request.mock or NO_FAULT).over(self._defaults)
+        if fault.latency_ms:
+            await trio.sleep(fault.latency_ms / 1000)
+        if fault.failing:
+            assert fault.status is not None
+            return MockReply(fault.status, error_body(fault.status, fault.message), fault=fault)
+        body = render_embeddings(request, inputs, model=deployment.upstream_model)
+        return MockReply(200, body, fault=fault)
 
     async def aclose(self) -> None:
         """Nothing to release."""
