@@ -1,4 +1,5 @@
-"""Bearer-key authentication: presented key → `Principal`.
+"""Key authentication: presented key → `Principal`. Keys come as `Authorization: Bearer <key>`;
+the Anthropic routes also take `x-api-key: <key>` (`authenticate_api_key`).
 
 Keys are held only as SHA-256 digests. A lookup hashes the presented key and finds the digest
 in a dict: comparisons run on digests, never on secrets, so their timing can at most reveal a

@@ -21,6 +21,7 @@ from tests.harness import Running, running_gateway
 
 KEY = "client-secret-key"
 LIMITED_KEY = "one-call-a-minute"
+BROKE_KEY = "a-micro-dollar-a-day"
 HELLO: list[MessageParam] = [{"role": "user", "content": "Tell me about circuit breakers."}]
 SYSTEM = "You are terse."
 WEATHER: list[MessageParam] = [{"role": "user", "content": "What's the weather in Paris?"}]
@@ -76,6 +77,11 @@ key = "{key}"
 id = "limited"
 key = "{limited}"
 rpm = 1
+
+[[keys]]
+id = "broke"
+key = "{broke}"
+daily_usd_limit = 0.000001
 """
 
 
@@ -88,7 +94,7 @@ def mocks() -> Iterator[tuple[str, str]]:
 
 def config(mocks: tuple[str, str]) -> str:
     oai, claude = mocks
-    return CONFIG.format(oai=oai, claude=claude, key=KEY, limited=LIMITED_KEY)
+    return CONFIG.format(oai=oai, claude=claude, key=KEY, limited=LIMITED_KEY, broke=BROKE_KEY)
 
 
 def sdk(gateway: Running, key: str = KEY) -> anthropic.Anthropic:
@@ -325,6 +331,8 @@ async def test_rate_limit_and_open_breaker(tmp_path: Path, mocks: tuple[str, str
         await trio.to_thread.run_sync(call, limited, "sonnet")
         with pytest.raises(anthropic.RateLimitError) as limited_out:
             await trio.to_thread.run_sync(call, limited, "sonnet")
+        with pytest.raises(anthropic.RateLimitError) as over_budget:
+            await trio.to_thread.run_sync(call, sdk(gateway, BROKE_KEY), "sonnet")
         queue_fault(oai, {"status": 500})
         client = sdk(gateway)
         with pytest.raises(anthropic.InternalServerError) as failed:
@@ -335,6 +343,10 @@ async def test_rate_limit_and_open_breaker(tmp_path: Path, mocks: tuple[str, str
     refusal = limited_out.value
     assert refusal.status_code == 429 and refusal.response.headers["retry-after"]
     assert refusal.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    broke = over_budget.value
+    assert broke.status_code == 429 and broke.response.headers["retry-after"]
+    assert broke.body["error"]["type"] == "rate_limit_error"  # type: ignore[index]
+    assert "budget" in broke.body["error"]["message"]  # type: ignore[index]
     assert failed.value.status_code == 502
     assert failed.value.body["error"]["type"] == "api_error"  # type: ignore[index]
     # Every deployment's breaker open: the OpenAI route's 503, as Anthropic's "overloaded".
@@ -351,6 +363,7 @@ async def test_rate_limit_and_open_breaker(tmp_path: Path, mocks: tuple[str, str
     rows = gateway.rows()
     assert [(r["status"], r["status_code"]) for r in rows] == [
         ("ok", 200),
+        ("refused", 429),
         ("refused", 429),
         ("error", 502),
         ("error", 503),
