@@ -11,8 +11,10 @@
   text when it was not JSON), oldest first.
 - `POST /_mock/reset`: clear stats, the request log and the fault queue.
 
-"Chat requests" are those to `/v1/chat/completions` (OpenAI) and `/v1/messages` (Anthropic):
-`requests` counts both, `routes` each path; faults apply to both alike.
+"Chat requests" are those to `/v1/chat/completions` (OpenAI) and `/v1/messages` (Anthropic),
+and also `/v1/embeddings` and Azure's `/openai/deployments/{d}/...` and `/openai/v1/...`
+paths (`api-key` header): `requests` counts them all, `routes` each path; faults apply to all
+alike.
 """
 
 from __future__ import annotations
