@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 
 import httpx
 import msgspec
 
-from circuitd.core.sse import SSEDecoder, SSEError
 from circuitd.providers.base import (
     Deployment,
     UnsupportedRequest,
     UpstreamCall,
     UpstreamFailure,
 )
-from circuitd.providers.openai import deployment_timeout, failure_from
+from circuitd.providers.http import post, read_all, sse_events
 from circuitd.wire.anthropic import (
     DONE,
     AnthropicStreamTranslator,
@@ -61,10 +60,7 @@ class AnthropicReply:
         self.content_type = _JSON
 
     async def read(self) -> bytes:
-        try:
-            body = await self._response.aread()
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
+        body = await read_all(self._response)
         if not 200 <= self.status < 300:
             return anthropic_error_to_openai(self.status, body)
         try:
@@ -73,20 +69,14 @@ class AnthropicReply:
             raise UpstreamFailure(f"malformed Anthropic message: {exc}") from exc
 
     async def events(self) -> AsyncGenerator[str, None]:
-        decoder = SSEDecoder()
         translator = AnthropicStreamTranslator(self._model, self._created)
         try:
-            async for data in self._response.aiter_raw():
-                for event in decoder.feed(data):
+            async with aclosing(sse_events(self._response)) as events:
+                async for event in events:
                     for payload in translator.feed(event.event, event.data):
                         yield payload
                         if payload == DONE:
                             return
-            decoder.end()
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
-        except SSEError as exc:
-            raise UpstreamFailure(f"malformed event stream: {exc}") from exc
         except StreamError as exc:
             status = ERROR_EVENT_STATUS.get(exc.error_type, 500)
             raise UpstreamFailure(f"Anthropic stream error: {exc}", status=status) from exc
@@ -147,23 +137,10 @@ class AnthropicProvider:
             )
         except TranslationError as exc:
             raise UnsupportedRequest(str(exc)) from exc
-        request = self._client.build_request(
-            "POST",
-            self._url,
-            content=body,
-            headers=self._headers,
-            timeout=deployment_timeout(self._client, deployment),
-        )
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
-        try:
+        async with post(self._client, self._url, body, self._headers, deployment) as response:
             yield AnthropicReply(
                 response, model=deployment.upstream_model, created=int(time.time())
             )
-        finally:
-            await response.aclose()
 
     async def aclose(self) -> None:
         """The shared client is owned (and closed) by the gateway."""

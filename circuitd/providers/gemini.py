@@ -21,20 +21,19 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from urllib.parse import quote
 
 import httpx
 import msgspec
 
-from circuitd.core.sse import SSEDecoder, SSEError
 from circuitd.providers.base import (
     Deployment,
     UnsupportedRequest,
     UpstreamCall,
     UpstreamFailure,
 )
-from circuitd.providers.openai import deployment_timeout, failure_from
+from circuitd.providers.http import post, read_all, sse_events
 from circuitd.wire.gemini import (
     GeminiStreamTranslator,
     StreamError,
@@ -90,10 +89,7 @@ class GeminiReply:
         self.content_type = _JSON
 
     async def read(self) -> bytes:
-        try:
-            body = await self._response.aread()
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
+        body = await read_all(self._response)
         if not 200 <= self.status < 300:
             if self.retry_after is None:  # Gemini tells a 429's wait in the body
                 self.retry_after = retry_delay(body)
@@ -106,20 +102,14 @@ class GeminiReply:
             raise UpstreamFailure(f"malformed Gemini answer: {exc}") from exc
 
     async def events(self) -> AsyncGenerator[str, None]:
-        decoder = SSEDecoder()
         translator = GeminiStreamTranslator(self._model, self._created, self._request_id)
         try:
-            async for data in self._response.aiter_raw():
-                for event in decoder.feed(data):
+            async with aclosing(sse_events(self._response)) as events:
+                async for event in events:
                     for payload in translator.feed(event.data):
                         yield payload
-            decoder.end()
             for payload in translator.end():
                 yield payload
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
-        except SSEError as exc:
-            raise UpstreamFailure(f"malformed event stream: {exc}") from exc
         except StreamError as exc:
             raise UpstreamFailure(f"Gemini stream error: {exc}", status=exc.status) from exc
 
@@ -155,26 +145,13 @@ class GeminiProvider:
         url = model_url(
             self._base_url, deployment.upstream_model, stream=call.stream, version=self._version
         )
-        request = self._client.build_request(
-            "POST",
-            url,
-            content=body,
-            headers=self._headers,
-            timeout=deployment_timeout(self._client, deployment),
-        )
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
-        try:
+        async with post(self._client, url, body, self._headers, deployment) as response:
             yield GeminiReply(
                 response,
                 model=deployment.upstream_model,
                 created=int(time.time()),
                 request_id=call.request_id,
             )
-        finally:
-            await response.aclose()
 
     async def aclose(self) -> None:
         """The shared client is owned (and closed) by the gateway."""
