@@ -11,7 +11,7 @@ def preset_problems(provider: ProviderConfig) -> list[str]:
         problems.append("api_keys entries must be non-empty keys without commas")
     if provider.kind != "openai":
         if provider.preset != "openai":
-            problems.append(f"preset `{provider.preset}` is for kind = \"openai\" only")
+            problems.append(f'preset `{provider.preset}` is for kind = "openai" only')
         if provider.api_version is not None:
             problems.append("api_version is for the azure preset only")
         return problems
