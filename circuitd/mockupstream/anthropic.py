@@ -43,6 +43,7 @@ __all__ = [
     "Reply",
     "RequestError",
     "ToolCall",
+    "call_reply",
     "decode_request",
     "example_input",
     "plan_reply",
@@ -249,7 +250,14 @@ def plan_reply(request: MessagesRequest, fault: Fault) -> Reply:
     if tool is None:
         stop = "max_tokens" if plan.finish_reason == "length" else "end_turn"
         return Reply(plan, None, plan.prompt_tokens, plan.completion_tokens, stop)
-    arguments = _encode(example_input(tool.input_schema))
-    call = ToolCall(tool.name, arguments, _pieces(arguments.decode(), fault.chunks))
-    output = max(1, (len(arguments) + 3) // 4)
-    return Reply(None, call, plan.prompt_tokens, output, "tool_use")
+    return call_reply(tool.name, tool.input_schema, plan, "tool_use", fault.chunks)
+
+
+def call_reply(
+    name: str, schema: dict[str, Any] | None, plan: Completion, stop_reason: str, chunks: int | None
+) -> Reply:
+    """A tool call answer (any dialect): the input made from `schema`, its output tokens
+    the input JSON's length / 4, at least 1."""
+    arguments = _encode(example_input(schema))
+    call = ToolCall(name, arguments, _pieces(arguments.decode(), chunks))
+    return Reply(None, call, plan.prompt_tokens, max(1, (len(arguments) + 3) // 4), stop_reason)

@@ -18,7 +18,7 @@ Rules:
   the first function), or AUTO/absent and the last turn is the user's text mentioning
   "weather"; never with NONE. The fault's `tool_call` overrides both ways. `args` are made
   from `parametersJsonSchema` (or `parameters_json_schema`, else `parameters`) as the
-  Anthropic dialect makes its tool input (`anthropic.example_input`); `candidatesTokenCount`
+  Anthropic dialect makes its tool input (`anthropic.call_reply`); `candidatesTokenCount`
   is the args JSON's length / 4, at least 1. A call ignores `maxOutputTokens`.
 - Not modelled: several candidates, `stopSequences`, thinking, images (their bytes are not
   counted), safety blocks, several function calls in one answer.
@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from circuitd.mockupstream import gemini_render
-from circuitd.mockupstream.anthropic import Reply, ToolCall, Turn, example_input
+from circuitd.mockupstream.anthropic import Reply, Turn, call_reply
 from circuitd.mockupstream.faults import Fault
 from circuitd.mockupstream.script import message_text, plan_completion
 
@@ -211,9 +211,6 @@ def _function(
     return functions[0] if mentions else None
 
 
-_encode = msgspec.json.Encoder().encode
-
-
 def plan_reply(request: GenerateContentRequest, fault: Fault) -> Reply:
     """What to answer; `stop_reason` is Gemini's finishReason."""
     view = prompt_view(request)
@@ -222,6 +219,4 @@ def plan_reply(request: GenerateContentRequest, fault: Fault) -> Reply:
     if function is None:
         finish = "MAX_TOKENS" if plan.finish_reason == "length" else "STOP"
         return Reply(plan, None, plan.prompt_tokens, plan.completion_tokens, finish)
-    arguments = _encode(example_input(function.schema))
-    output = max(1, (len(arguments) + 3) // 4)
-    return Reply(None, ToolCall(function.name, arguments, []), plan.prompt_tokens, output, "STOP")
+    return call_reply(function.name, function.schema, plan, "STOP", fault.chunks)
