@@ -16,9 +16,9 @@ process's lease comes back. Unused lease is returned when idle `idle_s`, for pas
 at shutdown (`sync(now, closing=True)`).
 Bound: `grant` keeps spent + Σ held <= limit, and each process keeps unreported + reserved <=
 held, so spent + Σ (unreported + reserved) — every admitted worst case, everywhere — stays <=
-limit: strict mode holds across processes with the same E as in `core.budget`, never N times anything. The
-price is that a call may be refused while up to N chunks sit unused in other processes'
-leases (for at most `idle_s`).
+limit: strict mode holds across processes with the same E as in `core.budget`, never N times
+anything. The price is that a call may be refused while up to N chunks sit unused in other
+processes' leases (for at most `idle_s`).
 
 Alerts: a process sees only its share of a slot, so `LeasedBudget` raises none; the store's
 transaction does, with `crossed_percents` over its `spent` before and after the report.

@@ -47,7 +47,8 @@ _LEASED: Final = (
 _SET_SPENT: Final = (
     "INSERT INTO budget_slots (subject, period, period_id, spent_micro_usd) "
     "VALUES (?1, ?2, ?3, ?4) "
-    "ON CONFLICT (subject, period, period_id) DO UPDATE SET spent_micro_usd = excluded.spent_micro_usd"
+    "ON CONFLICT (subject, period, period_id) DO UPDATE SET "
+    "spent_micro_usd = excluded.spent_micro_usd"
 )
 _SET_LEASE: Final = (
     "INSERT INTO budget_leases (subject, period, period_id, holder, boot_id, pid, "

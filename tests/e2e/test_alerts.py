@@ -13,9 +13,9 @@ import trio
 import trio.testing
 
 from tests.e2e.serving import Clock, Receive, Scope, Send, gateway_at, serving
+from tests.e2e.test_admission import ALICE, CONFIG
 from tests.e2e.test_metrics import samples, value
 
-ALICE = {"authorization": "Bearer ka"}
 CHAT = {
     "model": "dear",
     "messages": [{"role": "user", "content": "spend"}],
@@ -24,18 +24,7 @@ CHAT = {
 }
 # A call costs 390 µUSD (9 prompt tokens at $10/M, 10 output at $30/M): the first takes the
 # budget to 48.75 %, the second to 97.5 % (50, 80 and 95 % crossed at once), a third is refused.
-CONFIG = """
-[providers.mock]
-kind = "mock"
-
-[models.dear]
-deployments = [{{ provider = "mock", input_usd_per_mtok = 10.0, output_usd_per_mtok = 30.0 }}]
-
-[[keys]]
-id = "alice"
-key = "ka"
-daily_usd_limit = 0.0008
-
+ALERTS = """
 [alerts]
 webhook_url = "{url}/hook"
 webhook_headers = {{ authorization = "Bearer hook-secret" }}
@@ -46,6 +35,11 @@ queue_size = {queue}
 [metrics]
 per_key_labels = {per_key}
 """
+
+
+def config(url: str, *, timeout: float, queue: int, per_key: str) -> str:
+    alerts = ALERTS.format(url=url, timeout=timeout, queue=queue, per_key=per_key)
+    return CONFIG.format(daily=0.0008, extra=alerts)
 
 
 class Webhook:
@@ -94,7 +88,7 @@ async def chat(client: httpx.AsyncClient) -> int:
 async def test_alerts_reach_the_webhook_retried_after_a_500(tmp_path: Path) -> None:
     hook = Webhook([500])
     async with serving(hook) as hook_url:
-        text = CONFIG.format(url=hook_url, timeout=5, queue=100, per_key="false")
+        text = config(hook_url, timeout=5, queue=100, per_key="false")
         async with (
             gateway_at(tmp_path, text, Clock(time.time())) as (url, _),
             httpx.AsyncClient(base_url=url) as client,
@@ -123,7 +117,7 @@ async def test_a_hanging_webhook_never_holds_up_a_call(tmp_path: Path) -> None:
     async with serving(hook) as hook_url:
         # Queue of one: the second call's three alerts come at once; the delivery task takes
         # the first, the second waits in the queue, the third is dropped.
-        text = CONFIG.format(url=hook_url, timeout=1, queue=1, per_key="true")
+        text = config(hook_url, timeout=1, queue=1, per_key="true")
         async with (
             gateway_at(tmp_path, text, Clock(time.time())) as (url, _),
             httpx.AsyncClient(base_url=url) as client,

@@ -15,26 +15,15 @@ import trio
 from circuitd.store.leases import boot_id
 from circuitd.store.sqlite import Database
 from tests.e2e.serving import Clock, gateway_at
+from tests.e2e.test_admission import ALICE, CONFIG
 from tests.e2e.test_process import start
 
-ALICE = {"authorization": "Bearer ka"}
 
-# Worst case of a call: prompt * $10/M + 10 * $30/M (a few hundred µUSD).
-CONFIG = """
-[server]
-workers = {workers}
+# test_admission's key and model (a worst case of a few hundred µUSD), with several workers:
+# the lease path.
+def config(daily: float, workers: int = 2) -> str:
+    return CONFIG.format(daily=daily, extra=f"\n[server]\nworkers = {workers}\n")
 
-[providers.mock]
-kind = "mock"
-
-[models.dear]
-deployments = [{{ provider = "mock", input_usd_per_mtok = 10.0, output_usd_per_mtok = 30.0 }}]
-
-[[keys]]
-id = "alice"
-key = "ka"
-daily_usd_limit = {daily}
-"""
 
 CHAT = {
     "model": "dear",
@@ -67,9 +56,9 @@ def ledger_state(db: Path, day: str | None = None) -> tuple[int, int, list[tuple
 
 async def test_two_worker_processes_never_overshoot_a_budget(tmp_path: Path) -> None:
     limit_usd = 0.004
-    config = tmp_path / "circuitd.toml"
-    config.write_text(CONFIG.format(workers=2, daily=limit_usd))
-    process, url = start(tmp_path, "--config", str(config), CIRCUIT_API_KEYS="")
+    path = tmp_path / "circuitd.toml"
+    path.write_text(config(limit_usd))
+    process, url = start(tmp_path, "--config", str(path), CIRCUIT_API_KEYS="")
     # 200 calls log more than a pipe holds: keep reading, or the workers block on stderr.
     assert process.stderr is not None
     threading.Thread(target=process.stderr.read, daemon=True).start()
@@ -107,7 +96,7 @@ async def test_two_worker_processes_never_overshoot_a_budget(tmp_path: Path) -> 
 
 
 async def test_leased_spend_survives_a_restart_and_a_new_day_resets_it(tmp_path: Path) -> None:
-    text = CONFIG.format(workers=2, daily=0.002)  # several workers: the lease path
+    text = config(0.002)  # several workers: the lease path
     clock = Clock(calendar.timegm((2026, 11, 29, 23, 0, 0)))
     statuses: list[int] = []
     # Two workers of one daemon, in this process, sharing the ledger file.
@@ -147,7 +136,7 @@ async def test_leased_spend_survives_a_restart_and_a_new_day_resets_it(tmp_path:
 
 
 async def test_a_crashed_workers_lease_is_reclaimed_at_the_next_start(tmp_path: Path) -> None:
-    text = CONFIG.format(workers=2, daily=0.002)
+    text = config(0.002)
     clock = Clock(calendar.timegm((2026, 11, 29, 12, 0, 0)))
     dead = await trio.lowlevel.open_process(["true"])  # a pid gone before circuitd starts
     await dead.wait()
