@@ -249,6 +249,11 @@ def _refusal_message(key_id: str, refusal: Refusal) -> str:
             f"This call's worst-case cost (${refusal.amount / 1e6:.6f}) exceeds the {period} "
             f"budget of key `{key_id}` (${limit:.2f}); lower max_tokens."
         )
+    if refusal.lease_short:  # several workers: the rest is reserved or leased elsewhere
+        return (
+            f"The {period} budget of key `{key_id}` (${limit:.2f}) is fully spent, reserved by "
+            f"calls in flight or held by other workers; retry in {refusal.retry_after_s}s."
+        )
     used = (refusal.spent + refusal.reserved) / 1e6
     hours = math.ceil(refusal.retry_after_s / 3600)
     return (

@@ -85,6 +85,9 @@ async def test_two_worker_processes_never_overshoot_a_budget(tmp_path: Path) -> 
     assert len(ok) + len(refused) == 200
     assert 0 < len(ok) < 200
     assert {a.json()["error"]["code"] for a in refused} == {"budget_exceeded"}
+    for answer in refused:  # short of lease: worth a retry within a minute; else at the reset
+        message, wait = answer.json()["error"]["message"], int(answer.headers["retry-after"])
+        assert (1 <= wait <= 60) if "other workers" in message else "resets in" in message
     db = tmp_path / "ledger.db"
     rows, ledger, leases = ledger_state(db)
     assert rows <= limit_usd * 1_000_000  # strict across processes
