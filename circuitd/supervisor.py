@@ -26,6 +26,7 @@ import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -86,6 +87,17 @@ def supervise(worker_main: WorkerMain, sockets: list[socket.socket], notifier: N
                 worker.notifications.close()
         if metrics_dir.owned:
             shutil.rmtree(metrics_dir.path, ignore_errors=True)
+        _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """Spawning starts multiprocessing's resource tracker, a helper process that exits only
+    once every holder of its pipe has: a moment after us, too late for systemd, which SIGKILLs
+    it and says so in the journal. Closing our end and reaping it first keeps the stop clean.
+    (`_stop` is private, in every CPython from 3.8 on: without it the old moment stays.)"""
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)
+    if callable(stop):
+        stop()
 
 
 def _note_only(signum: int, _frame: object) -> None:

@@ -144,6 +144,20 @@ pinged
 show | tee /out/alive2
 systemctl stop circuitd
 show | tee /out/stopped
+# The single file instead of the venv, as the README's drop-in says (two workers still).
+cat >> /run/systemd/system/circuitd.service.d/w.conf <<'EOF'
+ExecStart=
+ExecStart=/opt/circuitd/circuitd.pyz serve --config /etc/circuitd/circuitd.toml
+Environment=SHIV_ROOT=/var/lib/circuitd/shiv
+EOF
+systemctl daemon-reload
+systemctl start circuitd
+show | tee /out/started3
+/usr/bin/python3 -c "import urllib.request as u; print(u.urlopen('$URL').status)" > /out/health3
+pinged
+show | tee /out/alive3
+systemctl stop circuitd
+show | tee /out/stopped3
 """
 
 
@@ -155,7 +169,7 @@ def test_systemd_unit_runs_under_systemd(tmp_path: Path) -> None:
     """Boots this machine's systemd in a container (`--volatile=yes`: the host's /usr, a
     throwaway root) with the unit installed as is (but WatchdogSec=2), circuitd in
     /opt/circuitd, and checks that it starts (READY=1), stays up past its watchdog, reloads,
-    does the same with two workers, and stops cleanly."""
+    does the same with two workers, and stops cleanly; then the same from the single file."""
     python = Path("/usr/bin/python3")
     if os.geteuid() != 0 or not shutil.which("systemd-nspawn") or not python.exists():
         pytest.skip("needs root, systemd-nspawn (systemd-container) and /usr/bin/python3")
@@ -166,6 +180,8 @@ def test_systemd_unit_runs_under_systemd(tmp_path: Path) -> None:
     for name in ("pyproject.toml", "README.md", "circuitd"):
         (shutil.copytree if name == "circuitd" else shutil.copy)(ROOT / name, source / name)
     subprocess.run([str(venv / "bin/pip"), "install", "-q", str(source)], check=True)
+    build = [str(ROOT / "scripts" / "build-pyz"), str(venv / "circuitd.pyz")]
+    subprocess.run(build, env={**os.environ, "PYTHON": str(venv / "bin/python")}, check=True)
     etc, out = tmp_path / "etc", tmp_path / "out"
     etc.mkdir()
     out.mkdir()
@@ -218,6 +234,11 @@ def test_systemd_unit_runs_under_systemd(tmp_path: Path) -> None:
     assert "config reloaded" in journal
     assert "Result=success" in read("stopped"), journal
     assert "ActiveState=inactive" in read("stopped")
+    assert "StatusText=2 workers serving" in read("started3"), journal
+    assert read("health3").strip() == "200"
+    assert "NRestarts=0" in read("alive3"), journal
+    assert "Result=success" in read("stopped3"), journal
+    assert "SIGKILL" not in journal  # nothing outlived the main process
 
 
 # --- the container image ------------------------------------------------------------------

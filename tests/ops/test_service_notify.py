@@ -170,6 +170,8 @@ async def test_workers_report_to_the_supervisor_which_alone_notifies(
     assert len(listening) == 2
     url = str(listening[0]["urls"][0])  # type: ignore[index]
     assert notify_socket.until("WATCHDOG").raw == b"WATCHDOG=1"  # every worker pinged
+    helpers = children(process.pid, b"spawn_main") + children(process.pid, b"resource_tracker")
+    assert len(helpers) == 3
 
     process.send_signal(signal.SIGHUP)
     assert "RELOADING" in notify_socket.until("RELOADING").fields
@@ -183,15 +185,22 @@ async def test_workers_report_to_the_supervisor_which_alone_notifies(
     # Only the main PID spoke (systemd would drop a worker's message), READY exactly twice.
     assert {n.pid for n in notify_socket.seen} == {process.pid}
     assert [n.raw for n in notify_socket.seen if "READY" in n.fields] == [ready.raw] * 2
+    # Nothing outlives the main PID (systemd would SIGKILL it, and say so in the journal).
+    assert still_running(helpers) == []
 
 
-def worker_pids(pid: int) -> list[int]:
-    """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+def children(pid: int, marker: bytes) -> list[int]:
+    """The process's children whose command line has `marker`: `spawn_main` for the workers,
+    `resource_tracker` for multiprocessing's helper."""
     path = Path(f"/proc/{pid}/task/{pid}/children")
     if not path.exists():
         pytest.skip("this kernel does not list a process's children in /proc")
-    children = [int(child) for child in path.read_text().split()]
-    return [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    pids = [int(child) for child in path.read_text().split()]
+    return [c for c in pids if marker in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def still_running(pids: list[int]) -> list[int]:
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
 def test_a_dead_worker_stops_the_service(
@@ -199,7 +208,7 @@ def test_a_dead_worker_stops_the_service(
 ) -> None:
     process = start(tmp_path, notify_socket, processes, "--workers", "2")
     notify_socket.until("READY")
-    workers = worker_pids(process.pid)
+    workers = children(process.pid, b"spawn_main")
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)
     assert notify_socket.until("STOPPING").pid == process.pid
