@@ -136,6 +136,14 @@ class LeasedBudget(BudgetLedger):
         entry = self._entries.get(slot)
         return entry.lease if entry is not None else 0
 
+    def observe(self, slot: Slot, store_spent: int) -> None:
+        """The store's `spent` for `slot`, read while no exchange of this ledger ran (so it
+        holds none of the local unreported spend): keeps usage and metrics current with other
+        processes' spend. Spend shown never goes down."""
+        entry = self._entries.get(slot)
+        if entry is not None and entry.pending is None:
+            entry.spent = max(entry.spent, store_spent + entry.unreported)
+
     def sync(self, now: float, *, closing: bool = False) -> list[LeaseReport]:
         """Exchanges due now: spend to report, idle, past-period or (`closing`) all unused
         lease to return, leases to renew. Run each, then `apply` (or `abandon`) it."""

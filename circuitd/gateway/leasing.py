@@ -4,7 +4,8 @@ Admission asks `reserve`; when the worker's lease is short, the exchange runs as
 transaction in a worker thread (one at a time per worker: one connection), never on the trio
 thread. A call that finds an exchange in flight on its slot waits for it, then tries again.
 `run` is the background task: every `sync_interval_s` it reports settled spend, returns idle
-lease and renews live lease; when `close` is called it returns everything and ends.
+lease, renews live lease and reads the other workers' spend (for usage and metrics); when
+`close` is called it returns everything and ends.
 
 A failing store refuses the calls that need a lease (fail closed: a strict budget is never
 passed); what is already leased keeps serving.
@@ -86,6 +87,7 @@ class SharedBudget:
             with trio.move_on_after(self._interval):
                 await self._closing.wait()
             await self.sync(closing=self._closing.is_set())
+            await self.observe()
             self._on_sync()
 
     async def sync(self, *, closing: bool = False) -> None:
@@ -93,6 +95,21 @@ class SharedBudget:
         reports = self.ledger.sync(self._clock(), closing=closing)
         if reports:
             await self._exchange(reports)
+
+    async def observe(self) -> None:
+        """Reads the store's spend of this worker's current slots (other workers' spend, for
+        usage and metrics; admission never needs it)."""
+        slots = [usage.slot for usage in self.ledger.snapshot(self._clock())]
+        if not slots:
+            return
+        try:
+            async with self._lock:  # no exchange meanwhile: see `LeasedBudget.observe`
+                spent = await self._run_sync(partial(self._store.spent, slots))
+        except Exception:
+            log.warning("reading the shared budget ledger failed", exc_info=True)
+            return
+        for slot, value in spent.items():
+            self.ledger.observe(slot, value)
 
     def close(self) -> None:
         """Ends `run` after one last sync that returns every unused lease."""

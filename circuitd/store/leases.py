@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple, Self
 
-from circuitd.core.budget import Alert, Period, crossed_percents, period_id
+from circuitd.core.budget import Alert, Period, Slot, crossed_percents, period_id
 from circuitd.core.lease import Exchange, LeasePolicy, LeaseReport, exchange
 from circuitd.store.sqlite import Database
 
@@ -167,6 +167,17 @@ class LeaseStore:
                 )
             )
         return ExchangeResult(result, alerts)
+
+    def spent(self, slots: Sequence[Slot]) -> dict[Slot, int]:
+        """The reported spend of each of `slots` (one read transaction)."""
+        with self._db.transaction() as conn:
+            found = {}
+            for slot in slots:
+                row = conn.execute(_SPENT, (slot.subject, str(slot.period), slot.period_id))
+                value = row.fetchone()
+                if value is not None:
+                    found[slot] = int(value[0])
+            return found
 
     def reclaim(self, now: float, alive: Callable[[int], bool] = pid_alive) -> int:
         """At a worker's start: frees the leases of holders that are gone (another boot, or a

@@ -274,3 +274,21 @@ def test_a_past_periods_lease_is_returned_and_forgotten() -> None:
         lb.apply(report, store.commit(0, report), tomorrow + 300)
     assert list(lb._entries) == [Slot("k", Period.MONTH, "2025-03")]  # the past day is gone
     assert (store.spent[reports[1].slot], store.leased(reports[1].slot)) == (25, 0)
+
+
+def test_observe_adds_other_processes_spend_and_never_lowers_it() -> None:
+    store = Store({"k": LIMITS})
+    lb = LeasedBudget()
+    needed = lb.reserve_or_lease([("k", LIMITS)], 30, T0)
+    assert isinstance(needed, LeaseNeeded)
+    (report,) = needed.reports
+    lb.apply(report, store.commit(0, report), T0 + 300)
+    r = lb.reserve([("k", LIMITS)], 30, T0)
+    assert isinstance(r, Reservation)
+    lb.settle(r, 20, T0)  # unreported
+    lb.observe(report.slot, 100)  # the store: 100 reported by others
+    assert lb.usage("k", T0)[0].spent == 120
+    lb.observe(report.slot, 50)  # an older read
+    assert lb.usage("k", T0)[0].spent == 120
+    lb.observe(Slot("other", Period.DAY, day_of(T0)), 10)  # a slot this process never used
+    assert [u.slot.subject for u in lb.snapshot(T0)] == ["k", "k"]

@@ -108,3 +108,20 @@ async def test_a_call_cancelled_while_leasing_leaves_the_lease_applied(tmp_path:
     assert worker.ledger.lease(slot) == 100  # the exchange ran and was applied (shielded)
     assert store_state(tmp_path) == (0, 100)
     assert worker._in_flight == {}  # nobody is left waiting for it
+
+
+async def test_a_worker_sees_the_spend_other_workers_reported(tmp_path: Path) -> None:
+    a, b = shared(tmp_path, "a"), shared(tmp_path, "b")
+    mine = await b.reserve(ACCOUNTS, 70, NOW)
+    assert isinstance(mine, Reservation)
+    b.ledger.settle(mine, 30, NOW)  # settled here, not reported yet
+    theirs = await a.reserve(ACCOUNTS, 70, NOW)
+    assert isinstance(theirs, Reservation)
+    a.ledger.settle(theirs, 50, NOW)
+    await a.sync()  # a reports its 50
+    assert b.ledger.usage("k", NOW)[0].spent == 30
+    await b.observe()
+    assert b.ledger.usage("k", NOW)[0].spent == 80  # 50 reported by a + 30 of its own
+    await b.sync()
+    await b.observe()
+    assert b.ledger.usage("k", NOW)[0].spent == 80  # reported now: still counted once
