@@ -1,15 +1,18 @@
-"""`circuitd mock-upstream`: a fast fake LLM provider speaking the OpenAI and Anthropic dialects.
+"""`circuitd mock-upstream`: a fast fake LLM provider speaking the OpenAI, Anthropic and Gemini
+dialects.
 
 Routes: `POST /v1/chat/completions` (OpenAI: JSON, or SSE with `"stream": true`),
 `POST /v1/messages` (Anthropic Messages, see `anthropic`), `GET /v1/models` (Anthropic's shape
-when the request has an `anthropic-version` header), and the control API under `/_mock/` (see
-`control`). Requests are validated as each provider does (malformed JSON, missing fields ->
-400 `invalid_request_error` in the dialect's error shape, see `app`); any key is accepted unless
-`require_key` is set: then OpenAI routes want `Authorization: Bearer KEY` (else 401
-`invalid_api_key`) and Anthropic routes `x-api-key: KEY` or the Bearer form (else 401
-`authentication_error`);
-Anthropic routes also want `anthropic-version` (else 400). Both routes share the completion
-script, the fault layers and the stats. Faults are chosen per request (see `faults`).
+when the request has an `anthropic-version` header), `POST /v1beta/models/{model}:generateContent`
+and `:streamGenerateContent?alt=sse` (Gemini, see `gemini`), `GET /v1beta/models`, and the
+control API under `/_mock/` (see `control`). Requests are validated as each provider does
+(malformed JSON, missing fields -> 400 in the dialect's error shape, see `app`); any key is
+accepted unless `require_key` is set: then OpenAI routes want `Authorization: Bearer KEY` (else
+401 `invalid_api_key`), Anthropic routes `x-api-key: KEY` or the Bearer form (else 401
+`authentication_error`), Gemini routes `x-goog-api-key: KEY` or `?key=KEY` (else 403, or 400
+API_KEY_INVALID); Anthropic routes also want `anthropic-version` (else 400). All routes share
+the completion script, the fault layers and the stats. Faults are chosen per request (see
+`faults`).
 Responses needing no clock are written synchronously from `data_received`; the rest
 (latency, chunk delays, stalls, long-polls) run in one task per response, cancelled when the
 client goes away.
@@ -112,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="circuitd mock-upstream",
         description=(
-            "A fast fake LLM provider speaking the OpenAI and Anthropic dialects,"
+            "A fast fake LLM provider speaking the OpenAI, Anthropic and Gemini dialects,"
             " with fault injection."
         ),
     )
@@ -129,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         "--error-event-after", type=int, help="end streams with an error event after N chunks"
     )
     parser.add_argument(
-        "--require-key", help="accept only `Authorization: Bearer KEY` (Anthropic: `x-api-key`)"
+        "--require-key",
+        help="accept only `Authorization: Bearer KEY` (Anthropic: `x-api-key`, Gemini:"
+        " `x-goog-api-key`)",
     )
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     return parser
