@@ -32,6 +32,7 @@ from circuitd.mockupstream.faults import (
     Frames,
     Step,
     error_body,
+    request_key,
     stream_steps,
 )
 from circuitd.mockupstream.protocol import Connection, Headers, Request
@@ -149,8 +150,10 @@ class App:
             return None
         return headers
 
-    def _fault(self, mock: Fault | None) -> Fault:
-        return (mock or NO_FAULT).over(self.control.faults.take()).over(self.defaults)
+    def _fault(self, mock: Fault | None, request: Request) -> Fault:
+        queue = self.control.faults
+        key = request_key(request.headers) if queue else None  # for faults of one key
+        return (mock or NO_FAULT).over(queue.take(key)).over(self.defaults)
 
     def _request_id(self) -> bytes:
         return b"req_mock_%d" % next(self._ids)
@@ -193,7 +196,7 @@ class App:
             message = "Invalid 'messages': empty array. Expected an array with minimum length 1."
             self._answer(conn, 400, error_body(400, message, param="messages"), headers)
             return
-        fault = self._fault(body.mock)
+        fault = self._fault(body.mock, request)
         self._run(
             conn,
             _Job(
@@ -248,7 +251,7 @@ class App:
             invalid = error_body(400, f"Invalid request: {exc}", param="input")
             self._answer(conn, 400, invalid, headers)
             return
-        fault = self._fault(body.mock)
+        fault = self._fault(body.mock, request)
         self._run(
             conn,
             _Job(
@@ -296,7 +299,7 @@ class App:
         except anthropic.RequestError as exc:
             self._answer(conn, 400, error(400, str(exc)), headers)
             return
-        fault = self._fault(body.mock)
+        fault = self._fault(body.mock, request)
         reply = anthropic.plan_reply(body, fault)
         number = next(self._ids)
         message_id, tool_id = f"msg_mock{number:020d}", f"toolu_mock{number:018d}"
@@ -335,7 +338,7 @@ class App:
         except gemini.RequestError as exc:
             self._answer(conn, 400, gemini_render.error_body(400, str(exc)))
             return
-        fault = self._fault(body.mock)
+        fault = self._fault(body.mock, request)
         reply = gemini.plan_reply(body, fault)
         response_id, omit_usage = f"mock{next(self._ids):020d}", bool(fault.omit_usage)
 

@@ -1,7 +1,9 @@
 """The mock's observable state and its control API under `/_mock/`.
 
 - `POST /_mock/faults` `{"fault": {...}, "count": N}`: the next N chat requests get this fault
-  (`count` defaults to 1; null: until cleared). Entries queue up in order.
+  (`count` defaults to 1; null: until cleared). Entries queue up in order. With `"key": K`
+  the entry applies only to requests made with API key K (Bearer, `api-key`, `x-api-key`,
+  `x-goog-api-key`): one of a gateway's several keys failing while the others serve.
 - `DELETE /_mock/faults`: clear the queue.
 - `GET /_mock/stats`: counters. Long-poll with `wait_disconnects=N`, `wait_requests=N` or
   `wait_idle=1` (and `timeout=S`, default 10): it answers once the condition holds (or with
@@ -51,6 +53,7 @@ class Stats(msgspec.Struct):
 class _FaultRequest(msgspec.Struct, forbid_unknown_fields=True):
     fault: Fault
     count: int | None = 1
+    key: str | None = None  # only requests made with this API key
 
 
 _encode = msgspec.json.Encoder().encode
@@ -118,7 +121,7 @@ class Control:
             except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
                 conn.respond(400, error_body(400, f"Invalid fault: {exc}"))
                 return True
-            self.faults.push(order.fault, order.count)
+            self.faults.push(order.fault, order.count, order.key)
             conn.respond(200, _encode({"queued": len(self.faults)}))
         elif key == ("DELETE", "/_mock/faults"):
             self.faults.clear()

@@ -16,7 +16,7 @@ overloaded API answers a stream it could not start (`stream_steps` below).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -142,18 +142,20 @@ def stream_steps(frames: Frames, fault: Fault) -> Iterator[bytes | Step]:
 class _Entry:
     fault: Fault
     left: int | None  # None: until cleared
+    key: str | None = None  # only for requests made with this API key
 
 
 class FaultQueue:
     """Faults for the next chat requests: the head entry applies `count` times (None:
-    until cleared), then the next entry."""
+    until cleared), then the next entry. An entry with a `key` applies only to requests made
+    with that API key (one of several keys failing) and is passed over by the others."""
 
     def __init__(self) -> None:
         self._entries: deque[_Entry] = deque()
 
-    def push(self, fault: Fault, count: int | None) -> None:
+    def push(self, fault: Fault, count: int | None, key: str | None = None) -> None:
         if count is None or count > 0:
-            self._entries.append(_Entry(fault, count))
+            self._entries.append(_Entry(fault, count, key))
 
     def clear(self) -> None:
         self._entries.clear()
@@ -161,16 +163,28 @@ class FaultQueue:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def take(self) -> Fault | None:
-        """The fault for one request, consuming one use of it."""
-        if not self._entries:
+    def take(self, key: str | None = None) -> Fault | None:
+        """The fault for one request made with `key`, consuming one use of it."""
+        entry = next((e for e in self._entries if e.key is None or e.key == key), None)
+        if entry is None:
             return None
-        entry = self._entries[0]
         if entry.left is not None:
             entry.left -= 1
             if entry.left <= 0:
-                self._entries.popleft()
+                self._entries.remove(entry)
         return entry.fault
+
+
+def request_key(headers: Mapping[bytes, bytes]) -> str | None:
+    """The API key a request carries, in any dialect's header (Bearer, `api-key`,
+    `x-api-key`, `x-goog-api-key`)."""
+    scheme, _, token = headers.get(b"authorization", b"").partition(b" ")
+    if scheme.lower() == b"bearer" and token:
+        return token.decode("latin-1")
+    for name in (b"api-key", b"x-api-key", b"x-goog-api-key"):
+        if name in headers:
+            return headers[name].decode("latin-1")
+    return None
 
 
 _KINDS: dict[int, tuple[str, str | None, str]] = {

@@ -158,3 +158,49 @@ async def test_a_revoked_key_opens_its_breaker_while_the_other_serves(
     for secret in (GOOD, REVOKED):
         for where in (health, metrics, logged):
             assert secret not in where and secret[-8:] not in where
+
+
+STORM_CONFIG = """
+[breaker]
+minimum_calls = 2
+failure_rate = 0.5
+open_s = 100.0
+
+[retry]
+max_attempts = 2
+base_s = 0.001
+max_backoff_s = 0.002
+
+[providers.openai]
+kind = "openai"
+base_url = "{root}/v1"
+api_keys = ["k1", "k2"]
+
+[models.emb]
+deployments = [{{ provider = "openai", model = "text-embedding-3-small" }}]
+"""
+
+
+async def test_a_500_storm_on_one_key_opens_only_its_breaker(tmp_path: Path) -> None:
+    with running_mock_upstream() as root:
+        storm = {"fault": {"status": 500}, "count": None, "key": "k1"}
+        async with running_gateway(tmp_path, config_text=STORM_CONFIG.format(root=root)) as gw:
+            async with httpx.AsyncClient(base_url=gw.url) as client:
+                queued = await client.post(f"{root}/_mock/faults", json=storm)
+                assert queued.status_code == 200
+                for _ in range(6):
+                    response = await client.post(
+                        "/v1/embeddings", json={"model": "emb", "input": "storm"}
+                    )
+                    assert response.status_code == 200
+                health = (await client.get("/health")).json()
+                stats = (await client.get(f"{root}/_mock/stats")).json()
+            await gw.drain()
+        seen = upstream_requests(root + "/v1")
+    on_k1 = [r for r in seen if headers_of(r)["authorization"] == "Bearer k1"]
+    assert len(on_k1) == 2 and stats["statuses"] == {"200": 6, "500": 2}
+    # the first call retried k1 once, then k2 served; k1's turns after that were skipped
+    assert [r["attempts"] for r in gw.rows()] == [3, 1, 1, 1, 1, 1]
+    breakers = health["circuit_breakers"]
+    k1, k2 = (f"openai/text-embedding-3-small#{fingerprint(k)}" for k in ("k1", "k2"))
+    assert (breakers[k1]["state"], breakers[k2]["state"]) == ("open", "closed")

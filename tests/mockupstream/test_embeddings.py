@@ -92,3 +92,19 @@ def test_azure_paths_take_the_api_key_header() -> None:
         assert status("/v1/embeddings", embed) == 401  # OpenAI's own paths want a Bearer
         logged = http.get("/_mock/requests").json()
     assert [r["query"] for r in logged][:3] == ["api-version=2024-10-21", "", "api-version=x"]
+
+
+def test_faults_can_target_one_api_key(mock_url: str) -> None:
+    with httpx.Client(base_url=mock_url) as http:
+        http.post("/_mock/faults", json={"fault": {"status": 503}, "count": 2, "key": "bad"})
+        http.post("/_mock/faults", json={"fault": {"status": 429}, "count": 1})
+
+        def status(key: str, header: str = "authorization") -> int:
+            value = f"Bearer {key}" if header == "authorization" else key
+            body = {"model": "m", "input": "x"}
+            return http.post("/v1/embeddings", json=body, headers={header: value}).status_code
+
+        # the keyed entry is passed over by other keys, which take the next entry
+        assert [status("good"), status("good")] == [429, 200]
+        assert [status("bad", "api-key"), status("bad"), status("bad")] == [503, 503, 200]
+        assert http.get("/_mock/stats").json()["faults_queued"] == 0
