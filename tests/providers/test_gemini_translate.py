@@ -3,10 +3,13 @@
 Translated requests are checked against the official `google-genai` SDK's types (which
 forbid unknown fields, so a misspelt field fails), golden Gemini answers against its
 `GenerateContentResponse`, and translated answers against the `openai` SDK's types.
+Hypothesis checks that conversations keep their texts and turns and tool arguments survive
+the trip there and back.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -14,6 +17,8 @@ import msgspec
 import openai.types.chat as oc
 import pytest
 from google.genai import types as gt
+from hypothesis import given
+from hypothesis import strategies as st
 
 from circuitd.wire.gemini import (
     TranslationError,
@@ -657,3 +662,48 @@ def test_error_bodies_that_are_not_plain_google_errors(
 def test_retry_delay_from_the_body(details: list[Any], expected: str | None) -> None:
     assert retry_delay(google_error(429, "RESOURCE_EXHAUSTED", "quota", details)) == expected
     assert retry_delay(b"not json") is None
+
+
+# --- round trips ---------------------------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(), children, max_size=3)
+    ),
+    max_leaves=10,
+)
+JSON_OBJECTS = st.dictionaries(st.text(), JSON_VALUES, max_size=4)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["user", "assistant"]), st.text()), min_size=1))
+def test_a_conversation_keeps_its_texts_and_turns(turns: list[tuple[str, str]]) -> None:
+    messages = [{"role": role, "content": text} for role, text in turns]
+    if not any(text for _, text in turns):
+        with pytest.raises(TranslationError):
+            translate({"messages": messages})
+        return
+    contents = translate({"messages": messages})["contents"]
+    kept = [(role, text) for role, text in turns if text]
+    assert [(c["role"], p["text"]) for c in contents for p in c["parts"]] == [
+        ("model" if role == "assistant" else "user", text) for role, text in kept
+    ]
+    roles = [c["role"] for c in contents]
+    assert all(a != b for a, b in itertools.pairwise(roles))  # merged, alternating
+
+
+@given(JSON_OBJECTS)
+def test_tool_arguments_round_trip(arguments: dict[str, Any]) -> None:
+    sent = translate(
+        {"messages": [{"role": "assistant", "tool_calls": [call("c", "f", json.dumps(arguments))]}]}
+    )
+    args = sent["contents"][0]["parts"][0]["functionCall"]["args"]
+    assert args == arguments
+    answer = {
+        "candidates": [{"content": {"parts": [{"functionCall": {"name": "f", "args": args}}]}}]
+    }
+    out = gemini_response_to_openai(
+        json.dumps(answer).encode(), model="m", created=CREATED, request_id="r"
+    )
+    [tool_call] = json.loads(out)["choices"][0]["message"]["tool_calls"]
+    assert json.loads(tool_call["function"]["arguments"]) == arguments
