@@ -93,8 +93,8 @@ class Notifier:
 
 
 class PipeNotifier(Notifier):
-    """A worker's notifier: the same messages, to its supervisor over a pipe. Picklable with
-    the connection when passed to a process started by `multiprocessing` (spawn)."""
+    """A worker's notifier: the same messages, to its supervisor over a pipe (the write end
+    of a `multiprocessing` pipe, which a spawned process receives as an argument)."""
 
     def __init__(self, connection: Connection, watchdog_usec: int | None = None) -> None:
         super().__init__("<supervisor>", watchdog_usec)  # any address: enabled

@@ -165,12 +165,13 @@ class _Loop:
             # its live gauges no longer count
             mark_process_dead(process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
         log.info("worker exited", extra={"worker": process.name, "exitcode": process.exitcode})
-        self._send(self.quorum.exited(worker.index))
         if process.exitcode != 0:
             self.status = 1
             if not self.stopping:
                 log.error("worker died; stopping", extra={"worker": process.name})
                 self._stop_all()
+        # After `_stop_all`: the others being ready must not read as the service being ready.
+        self._send(self.quorum.exited(worker.index))
 
     def _stop_all(self) -> None:
         if not self.stopping:
