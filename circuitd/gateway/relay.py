@@ -145,6 +145,8 @@ def upstream_error(status: int, body: bytes, content_type: bytes) -> GatewayErro
     refuses the *deployment's* key, which is the operator's problem, not the client's."""
     if 400 <= status < 500 and status not in (401, 403, 408):
         return UpstreamRejected(status, body, content_type)
+    if status in (401, 403):  # its message may quote (part of) that key: never relayed
+        return UpstreamError(f"Upstream answered {status}: the deployment's key was refused.")
     summary = body[:300].decode("utf-8", "replace").strip()
     message = f"Upstream answered {status}" + (f": {summary}" if summary else "")
     if status in (408, 504):

@@ -103,3 +103,7 @@ def test_upstream_error_mapping() -> None:
     assert isinstance(upstream_error(500, b"boom", b"text/plain"), UpstreamError)
     assert "boom" in upstream_error(503, b"boom", b"text/plain").message
     assert isinstance(upstream_error(504, b"", b""), UpstreamTimeout)
+    # OpenAI's 401 quotes the key it refused (masked, but its ends show): never relayed
+    refused = upstream_error(401, b"Incorrect API key provided: sk-pr****wxyz.", b"text/plain")
+    assert isinstance(refused, UpstreamError) and "wxyz" not in refused.message
+    assert "key was refused" in upstream_error(403, b"", b"").message
