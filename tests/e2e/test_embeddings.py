@@ -223,3 +223,37 @@ deployments = [
         2,
     )
     assert row["cost_micro_usd"] == micro_usd(row["tokens_input"], 0.13)  # type: ignore[arg-type]
+
+
+async def test_admission_counts_input_tokens_only(tmp_path: Path) -> None:
+    """A chat call reserves its output cap too; an embeddings call only its input tokens,
+    so a key with a 200-token TPM limit embeds but cannot chat with the default cap."""
+    text = f"""
+[limits]
+tpm = 200
+[providers.mock]
+kind = "mock"
+[models.emb]
+deployments = [{{ provider = "mock", model = "text-embedding-3-small" }}]
+[models.chat]
+deployments = [{{ provider = "mock", model = "gpt-4o-mini" }}]
+[[keys]]
+id = "k"
+key = "{CLIENT_KEY}"
+"""
+    words = "one two three four five six seven eight nine ten"
+    async with running_gateway(tmp_path, config_text=text) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            auth = {"authorization": f"Bearer {CLIENT_KEY}"}
+            embedded = await client.post(
+                "/v1/embeddings", json={"model": "emb", "input": words}, headers=auth
+            )
+            chat = {"model": "chat", "messages": [{"role": "user", "content": words}]}
+            refused = await client.post("/v1/chat/completions", json=chat, headers=auth)
+        await gateway.drain()
+    assert embedded.status_code == 200
+    assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limit_exceeded"
+    row = gateway.rows()[0]
+    counted = 200 - int(embedded.headers["x-ratelimit-remaining-tokens"])
+    assert 0 < counted < 20  # the input's estimate, no output cap
+    assert row["tokens_output"] == 0 and row["usage_source"] == "provider"
