@@ -130,3 +130,21 @@ deployments = [{ provider = "o" }, { provider = "v" }]
 """
     snap = snapshot({}, text, tmp=tmp_path)
     assert [d.name for d in snap.router.resolve("m")] == ["o/m", "v/m"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "variable", "name"),
+    [
+        ("ANTHROPIC", "ANTHROPIC_API_KEY", "anthropic"),
+        ("GEMINI", "GEMINI_API_KEY", "gemini"),
+    ],
+)
+def test_every_provider_kind_takes_several_keys(
+    tmp_path: Path, provider: str, variable: str, name: str
+) -> None:
+    snap = snapshot({"PROVIDER": provider, variable: f"{K1},{K2}"}, tmp=tmp_path)
+    deployments = snap.router.resolve("some-model")
+    assert sorted(d.name for d in deployments) == sorted(
+        f"{name}/some-model#{fingerprint(k)}" for k in (K1, K2)
+    )
+    assert {d.provider.kind for d in deployments} == {name}
