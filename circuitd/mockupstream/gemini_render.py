@@ -1,8 +1,9 @@
 """The mock's Gemini dialect, answer side (sans-I/O): JSON, SSE, errors.
 
 - JSON (`render_response`): a `GenerateContentResponse`: one candidate (its text, or one
-  `functionCall` part), `finishReason`, `usageMetadata` (prompt, candidates and total token
-  counts, the prompt's TEXT modality), `modelVersion` (the model in the URL), `responseId`.
+  `functionCall` part with a `thoughtSignature`, as thinking models send it), `finishReason`,
+  `usageMetadata` (prompt, candidates and total token counts, the prompt's TEXT modality),
+  `modelVersion` (the model in the URL), `responseId`.
 - Streams (`render_events`): one `data:` event per content chunk that faults count (a text
   piece, or the whole `functionCall`), each with `usageMetadata` holding the prompt count so
   far, then a last event with an empty text part, `finishReason` and the whole usage. No
@@ -19,6 +20,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import msgspec
@@ -70,6 +72,7 @@ class _FunctionCall(msgspec.Struct):
 class _Part(msgspec.Struct, rename="camel", omit_defaults=True):
     text: str | None = None
     function_call: _FunctionCall | None = None
+    thought_signature: str | None = None
 
 
 class _Content(msgspec.Struct):
@@ -112,10 +115,15 @@ def _usage(reply: Reply, *, final: bool) -> _Usage:
 
 def _parts(reply: Reply, text: str | None) -> list[_Part]:
     if text is None and reply.tool is not None:
-        return [
-            _Part(function_call=_FunctionCall(reply.tool.name, msgspec.Raw(reply.tool.arguments)))
-        ]
+        call = _FunctionCall(reply.tool.name, msgspec.Raw(reply.tool.arguments))
+        return [_Part(function_call=call, thought_signature=signature(reply.tool.name))]
     return [_Part(text=text or "")]
+
+
+def signature(name: str) -> str:
+    """The `thoughtSignature` of a call to `name`: thinking models sign their function calls
+    and Gemini 3 wants the signature back with the call in the next turn."""
+    return base64.b64encode(f"mock-signature:{name}".encode()).decode()
 
 
 def render_response(reply: Reply, *, id: str, model: str, omit_usage: bool = False) -> bytes:

@@ -18,6 +18,7 @@ import pytest
 import trio
 from openai.types.chat import ChatCompletionMessageParam
 
+from circuitd.mockupstream.gemini_render import signature
 from circuitd.mockupstream.testing import running_mock_upstream
 from tests.e2e.test_anthropic import (
     MESSAGES,
@@ -226,6 +227,8 @@ async def test_tool_calls_json_and_streamed_then_the_result(
         assert tool_call.type == "function" and tool_call.id.startswith("call_mock")
         assert tool_call.function.name == "get_weather"
         assert json.loads(tool_call.function.arguments) == {"location": "mock", "unit": "celsius"}
+        extra = tool_call.model_dump()["extra_content"]
+        assert extra == {"google": {"thought_signature": signature("get_weather")}}
     assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.content
     last = control(gem, "GET", "requests")[-1]["body"]
     assert last["contents"][1:] == [
@@ -235,7 +238,9 @@ async def test_tool_calls_json_and_streamed_then_the_result(
                     "functionCall": {
                         "name": "get_weather",
                         "args": {"location": "mock", "unit": "celsius"},
-                    }
+                    },
+                    # back as it came, through the OpenAI SDK's message (Gemini 3 checks it)
+                    "thoughtSignature": signature("get_weather"),
                 }
             ],
             "role": "model",

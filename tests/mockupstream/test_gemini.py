@@ -189,6 +189,8 @@ def test_function_call_json_and_stream(client: genai.Client) -> None:
     assert call.name == "get_weather"
     assert call.args == {"location": "mock", "unit": "celsius"}  # the required properties
     assert whole.candidates and whole.candidates[0].finish_reason == gt.FinishReason.STOP
+    [part] = (whole.candidates[0].content and whole.candidates[0].content.parts) or []
+    assert part.thought_signature == b"mock-signature:get_weather"  # signed, as thinking models do
     chunks = list(
         client.models.generate_content_stream(model="m", contents=WEATHER, config=settings)
     )
