@@ -7,7 +7,9 @@ has its own breaker, so a revoked or overloaded key is taken out of rotation alo
 Spreading: round-robin among the keys of one configured deployment. Every call starts at
 that deployment's next key and, if it fails there, tries its other keys (ring order) before
 the next configured deployment (the fallback). An open breaker skips its key as it skips any
-deployment, so the healthy keys share the traffic between them.
+deployment, so the healthy keys share the traffic between them. Retries (`[retry]`) stay per
+deployment, so per key: a retryable 5xx is retried on the same key before the next key is
+tried; a refused key (401/403) is not retried and counts against that key's breaker.
 
 A key is never shown: names, logs, metrics and `/health` carry its `fingerprint`, a short
 prefix of its SHA-256 that tells keys apart without revealing anything usable.
