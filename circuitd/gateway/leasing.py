@@ -27,6 +27,7 @@ from circuitd.store.writer import SyncRunner, in_worker_thread
 log = logging.getLogger("circuitd.budget")
 
 _EXPIRY_MARGIN_S = 5.0  # stop drawing on a lease this long before the store lets it lapse
+_CLOSING_ATTEMPTS = 3  # then what is left is reclaimed at the next start (or expires)
 
 
 class SharedBudget:
@@ -83,18 +84,25 @@ class SharedBudget:
         if freed:
             log.warning("freed budget leases of workers that are gone", extra={"leases": freed})
         task_status.started()
-        while not self._closing.is_set():
+        while True:
             with trio.move_on_after(self._interval):
                 await self._closing.wait()
-            await self.sync(closing=self._closing.is_set())
+            if self._closing.is_set():  # (also when it was set during the last round)
+                break
+            await self.sync()
             await self.observe()
             self._on_sync()
+        for _ in range(_CLOSING_ATTEMPTS):  # a failed exchange is abandoned: due again
+            if not await self.sync(closing=True):
+                break
 
-    async def sync(self, *, closing: bool = False) -> None:
-        """One round of due exchanges (all unused lease back when `closing`)."""
+    async def sync(self, *, closing: bool = False) -> bool:
+        """One round of due exchanges (all unused lease back when `closing`); whether there
+        were any."""
         reports = self.ledger.sync(self._clock(), closing=closing)
         if reports:
             await self._exchange(reports)
+        return bool(reports)
 
     async def observe(self) -> None:
         """Reads the store's spend of this worker's current slots (other workers' spend, for

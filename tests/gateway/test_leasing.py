@@ -26,13 +26,19 @@ async def inline(fn: Callable[[], T]) -> T:
     return fn()
 
 
-def shared(tmp_path: Path, name: str, alerts: list[Alert] | None = None) -> SharedBudget:
+def shared(
+    tmp_path: Path,
+    name: str,
+    alerts: list[Alert] | None = None,
+    on_sync: Callable[[], None] = lambda: None,
+) -> SharedBudget:
     store = LeaseStore.open(tmp_path / "ledger.db", Holder(name, "boot", 1), POLICY, (50,))
     return SharedBudget(
         LeasedBudget(lease_policy=POLICY),
         store,
         wall_clock=lambda: NOW,
         on_alert=(alerts if alerts is not None else []).append,
+        on_sync=on_sync,
         run_sync=inline,
     )
 
@@ -125,3 +131,18 @@ async def test_a_worker_sees_the_spend_other_workers_reported(tmp_path: Path) ->
     await b.sync()
     await b.observe()
     assert b.ledger.usage("k", NOW)[0].spent == 80  # reported now: still counted once
+
+
+async def test_close_during_a_round_still_returns_every_lease(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    rounds: list[None] = []
+    worker = shared(tmp_path, "a", on_sync=lambda: (rounds.append(None), worker.close())[0])
+    reservation = await worker.reserve(ACCOUNTS, 70, NOW)
+    assert isinstance(reservation, Reservation)
+    worker.ledger.release(reservation)
+    assert store_state(tmp_path) == (0, 100)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(worker.run)  # closed at the end of its first round, then returns
+    assert len(rounds) == 1
+    assert store_state(tmp_path) == (0, 0)
