@@ -12,8 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from circuitd.sdnotify import Notifier, PipeNotifier, Quorum, parse
+from circuitd.server import keep_alive
 
 
 @pytest.fixture
@@ -247,3 +250,13 @@ def test_quorum_says_nothing_of_readiness_once_stopping() -> None:
     # but pings go on: the drain may outlast the watchdog period
     quorum.receive(0, b"WATCHDOG=1")
     assert quorum.receive(1, b"WATCHDOG=1") == ["WATCHDOG=1"]
+
+
+async def test_keep_alive_pings_once_per_interval(
+    autojump_clock: trio.testing.MockClock, listener: tuple[socket.socket, str]
+) -> None:
+    # A task of the serving loop: it pings only while that loop runs its tasks.
+    sock, address = listener
+    with trio.move_on_after(4.5):
+        await keep_alive(Notifier(address, watchdog_usec=2_000_000), 1.0)
+    assert received(sock) == [b"WATCHDOG=1"] * 5  # at 0, 1, ..., 4 s
