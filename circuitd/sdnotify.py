@@ -26,6 +26,11 @@ from multiprocessing.connection import Connection
 
 log = logging.getLogger("circuitd.sdnotify")
 
+# How long a change of state (READY, RELOADING, STOPPING) may wait for room in systemd's receive
+# queue, which holds only `net.unix.max_dgram_qlen` datagrams (10 by default): a lost READY=1
+# would have systemd kill the service at TimeoutStartSec. Pings and status lines never wait.
+STATE_WAIT_S = 1.0
+
 
 class Notifier:
     """Sends notifications to the service manager; `Notifier()` sends nothing."""
@@ -57,16 +62,16 @@ class Notifier:
         return self.watchdog_usec / 2_000_000
 
     def ready(self, status: str | None = None) -> None:
-        self.notify(_with_status("READY=1", status))
+        self.notify(_with_status("READY=1", status), wait_s=STATE_WAIT_S)
 
     def stopping(self, status: str | None = None) -> None:
-        self.notify(_with_status("STOPPING=1", status))
+        self.notify(_with_status("STOPPING=1", status), wait_s=STATE_WAIT_S)
 
     def reloading(self, status: str | None = None) -> None:
         """`RELOADING=1` with `MONOTONIC_USEC` (required by `Type=notify-reload`, systemd ≥ 253);
         send `ready()` when the reload is done."""
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
-        self.notify(_with_status(f"RELOADING=1\nMONOTONIC_USEC={usec}", status))
+        self.notify(_with_status(f"RELOADING=1\nMONOTONIC_USEC={usec}", status), STATE_WAIT_S)
 
     def watchdog(self) -> None:
         """Pings the watchdog; nothing when there is none (or it watches another process)."""
@@ -76,20 +81,29 @@ class Notifier:
     def status(self, text: str) -> None:
         self.notify(_with_status("", text))
 
-    def notify(self, message: str) -> None:
-        """Sends one raw message (`KEY=VALUE` lines); never raises."""
+    def notify(self, message: str, wait_s: float = 0.0) -> None:
+        """Sends one raw message (`KEY=VALUE` lines), waiting at most `wait_s` for room in a
+        full queue (0: a full queue drops it); never raises."""
         if self.address is None or not message:
             return
         try:
-            self._send(message.encode())
+            self._send(message.encode(), wait_s)
         except OSError as exc:
-            log.debug("notification not sent", extra={"notify": message, "error": str(exc)})
+            level = logging.WARNING if wait_s else logging.DEBUG  # a lost change of state
+            log.log(level, "notification not sent", extra={"notify": message, "error": str(exc)})
 
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, wait_s: float) -> None:
         assert self.address is not None
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-            sock.setblocking(False)  # a full receive queue drops the message instead of waiting
-            sock.sendto(data, self.address)
+            if wait_s <= 0:
+                sock.setblocking(False)
+                sock.sendto(data, self.address)
+                return
+            # Connected: only then does a datagram socket wait for room in the receiver's
+            # queue (unconnected, it always polls writable and the send fails at once).
+            sock.settimeout(wait_s)
+            sock.connect(self.address)
+            sock.send(data)
 
 
 class PipeNotifier(Notifier):
@@ -100,9 +114,10 @@ class PipeNotifier(Notifier):
         super().__init__("<supervisor>", watchdog_usec)  # any address: enabled
         self.connection = connection
 
-    def _send(self, data: bytes) -> None:
-        # Non-blocking (set in the worker, where the pipe is used): a write of a few bytes to a
-        # pipe is atomic, so a stuck supervisor makes it fail whole, never block the event loop.
+    def _send(self, data: bytes, wait_s: float) -> None:
+        # Never waits, whatever `wait_s`: the supervisor reads at once. Non-blocking (set in the
+        # worker, where the pipe is used): a write of a few bytes to a pipe is atomic, so a
+        # stuck supervisor makes it fail whole, never block the event loop.
         if os.get_blocking(self.connection.fileno()):
             os.set_blocking(self.connection.fileno(), False)
         self.connection.send_bytes(data)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import platform
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ import pytest
 import trio
 import trio.testing
 
+from circuitd import sdnotify
 from circuitd.sdnotify import Notifier, PipeNotifier, Quorum, parse
 from circuitd.server import keep_alive
 
@@ -140,9 +143,19 @@ def test_send_failures_are_logged_not_raised(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="circuitd.sdnotify")
-    Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")}).ready()
-    assert [r.getMessage() for r in caplog.records] == ["notification not sent"]
-    assert caplog.records[0].levelno == logging.DEBUG
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
+    notifier.status("x")
+    notifier.ready()
+    assert [r.getMessage() for r in caplog.records] == ["notification not sent"] * 2
+    # A lost change of state matters (systemd would time the start out); a status line not.
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG, logging.WARNING]
+
+
+def queue_limit() -> int:
+    try:
+        return int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
+    except (OSError, ValueError):
+        return 1000
 
 
 def test_a_full_queue_drops_instead_of_blocking(
@@ -151,16 +164,67 @@ def test_a_full_queue_drops_instead_of_blocking(
     # The kernel queues at most net.unix.max_dgram_qlen datagrams per receiver; past that a
     # blocking sender would wait for the reader. Nobody reads here: the sends must not wait.
     sock, address = listener
-    try:
-        limit = int(Path("/proc/sys/net/unix/max_dgram_qlen").read_text())
-    except (OSError, ValueError):
-        limit = 1000
+    limit = queue_limit()
     caplog.set_level(logging.DEBUG, logger="circuitd.sdnotify")
     notifier = Notifier.from_env({"NOTIFY_SOCKET": address})
     for _ in range(limit + 2):
         notifier.status("x")
     assert any(r.getMessage() == "notification not sent" for r in caplog.records)
     assert 0 < len(received(sock)) <= limit + 1
+
+
+def test_a_change_of_state_waits_for_room_in_a_full_queue(
+    listener: tuple[socket.socket, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sock, address = listener
+    monkeypatch.setattr(sdnotify, "STATE_WAIT_S", 60.0)  # a hang guard here
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": address})
+    for _ in range(queue_limit() + 2):
+        notifier.status("x")  # the queue is full now
+    sender = threading.Thread(target=notifier.ready)
+    sender.start()
+    wait_until_polling(sender)
+    first = received(sock)  # makes room for the waiting READY=1
+    sender.join()
+    assert b"READY=1" in first + received(sock)
+
+
+# poll(2) and ppoll(2), in which a socket with a timeout waits for room to send.
+POLL_SYSCALLS = {"x86_64": {"7", "271"}, "aarch64": {"73"}}
+
+
+def wait_until_polling(thread: threading.Thread) -> None:
+    """Returns once `thread` waits in poll(2), as the kernel says (no sleep: a bounded spin)."""
+    calls = POLL_SYSCALLS.get(platform.machine())
+    if calls is None:
+        pytest.skip(f"poll's syscall number on {platform.machine()} is not listed here")
+    path = Path(f"/proc/self/task/{thread.native_id}/syscall")
+    deadline = time.monotonic() + 60  # a hang guard
+    while True:
+        assert thread.is_alive(), "the notification went (or was dropped) without waiting"
+        try:
+            if path.read_text().split(" ", 1)[0] in calls:
+                return
+        except FileNotFoundError:
+            continue  # it has just ended: the assertion above says so
+        assert time.monotonic() < deadline
+
+
+def test_the_wait_for_room_is_bounded(
+    listener: tuple[socket.socket, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sock, address = listener
+    monkeypatch.setattr(sdnotify, "STATE_WAIT_S", 0.01)
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": address})
+    for _ in range(queue_limit() + 2):
+        notifier.status("x")
+    notifier.stopping()  # nobody reads: given up after the wait, with a warning
+    assert [r.levelno for r in caplog.records if r.name == "circuitd.sdnotify"][-1] == (
+        logging.WARNING
+    )
+    assert b"STOPPING=1" not in received(sock)
 
 
 def test_pipe_notifier_speaks_the_same_messages() -> None:
