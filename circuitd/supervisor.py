@@ -33,7 +33,7 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
 
-from circuitd.sdnotify import Notifier, Quorum
+from circuitd.sdnotify import STATE_WAIT_S, Notifier, Quorum
 
 log = logging.getLogger("circuitd")
 
@@ -188,8 +188,9 @@ class _Loop:
                     os.kill(worker.process.pid, signum)
 
     def _send(self, messages: list[str]) -> None:
+        # This loop is no event loop: it may wait for room in systemd's queue, pings included.
         for message in messages:
-            self.notifier.notify(message)
+            self.notifier.notify(message, wait_s=STATE_WAIT_S)
 
 
 @dataclass(frozen=True)
