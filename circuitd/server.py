@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
 from typing import Any, cast
@@ -103,11 +104,13 @@ async def run_worker(
     """
     stop = trio.Event() if stop is None else stop
     notifier = Notifier() if notifier is None else notifier
+    serving = _Serving()
     async with trio.open_nursery() as lifetime:
         interval = notifier.watchdog_interval()
         if interval is not None:
             lifetime.start_soon(keep_alive, notifier, interval)
-        await _serve(config, env, sock, source, stop, notifier, task_status)
+        await lifetime.start(_on_signals, stop, notifier, source, serving)
+        await _serve(config, env, sock, stop, notifier, serving, task_status)
         lifetime.cancel_scope.cancel()
 
 
@@ -119,37 +122,55 @@ async def keep_alive(notifier: Notifier, interval: float) -> None:
         await trio.sleep(interval)
 
 
+@dataclass
+class _Serving:
+    """What the signal handler needs from `_serve`, while there is one."""
+
+    gateway: Gateway | None = None  # set while it can be reloaded
+    status: str | None = None  # READY's status line, once the socket serves
+
+
+async def _on_signals(
+    stop: trio.Event,
+    notifier: Notifier,
+    source: ConfigSource | None,
+    serving: _Serving,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    # Open for the worker's whole life, the final flush included: a second SIGTERM (an
+    # impatient operator, a terminal's SIGINT to the process group plus the supervisor's
+    # SIGTERM) must not kill a worker that drains or writes its last rows.
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        task_status.started()
+        async for signum in signals:
+            log.info("signal received", extra={"signal": signum})
+            if signum != signal.SIGHUP:
+                if stop.is_set():
+                    log.info("already draining")
+                stop.set()
+            elif serving.gateway is None or stop.is_set():
+                log.info("reload ignored: not serving")
+            elif serving.status is None:
+                reload(serving.gateway, source)
+            else:
+                notifier.reloading()
+                reload(serving.gateway, source)
+                notifier.ready(status=serving.status)
+
+
 async def _serve(
     config: Config,
     env: Mapping[str, str],
     sock: socket.socket,
-    source: ConfigSource | None,
     stop: trio.Event,
     notifier: Notifier,
+    serving: _Serving,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
-    serving: str | None = None  # the READY status, once the socket serves
     async with open_gateway(config, env) as gateway:
         if gateway.snapshot.auth.open:
             log.warning("no API keys configured: every caller is accepted (loopback only)")
-
-        async def on_signals() -> None:
-            # Held open until the drain ends: a second SIGTERM (say, a terminal's SIGINT to the
-            # whole process group and the supervisor's SIGTERM) must not kill a draining worker.
-            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-                async for signum in signals:
-                    log.info("signal received", extra={"signal": signum})
-                    if signum == signal.SIGHUP:
-                        if serving is not None and not stop.is_set():
-                            notifier.reloading()
-                            reload(gateway, source)
-                            notifier.ready(status=serving)
-                        else:
-                            reload(gateway, source)
-                    elif stop.is_set():
-                        log.info("already draining")
-                    else:
-                        stop.set()
+        serving.gateway = gateway
 
         async def shutdown_trigger() -> None:
             await stop.wait()
@@ -157,24 +178,22 @@ async def _serve(
             notifier.stopping(status="draining")
             gateway.draining = True
 
-        async with trio.open_nursery() as signals_nursery:
-            signals_nursery.start_soon(on_signals)
-            async with trio.open_nursery() as serving_nursery:
-                binds = await serving_nursery.start(
-                    partial(
-                        worker_serve,
-                        wrap_app(cast(Any, App(gateway)), 0, "asgi"),
-                        hypercorn_config(config),
-                        sockets=Sockets([], [sock], []),
-                        shutdown_trigger=shutdown_trigger,
-                    )
+        async with trio.open_nursery() as serving_nursery:
+            binds = await serving_nursery.start(
+                partial(
+                    worker_serve,
+                    wrap_app(cast(Any, App(gateway)), 0, "asgi"),
+                    hypercorn_config(config),
+                    sockets=Sockets([], [sock], []),
+                    shutdown_trigger=shutdown_trigger,
                 )
-                log.info("listening", extra={"urls": binds})
-                serving = f"serving on {binds[0]}"
-                notifier.ready(status=serving)
-                task_status.started(binds)
-            # worker_serve has returned: drained, or the drain timeout cut what was left.
-            signals_nursery.cancel_scope.cancel()
+            )
+            log.info("listening", extra={"urls": binds})
+            serving.status = f"serving on {binds[0]}"
+            notifier.ready(status=serving.status)
+            task_status.started(binds)
+        # worker_serve has returned: drained, or the drain timeout cut what was left.
+        serving.gateway = None
     log.info("stopped: write-behind drained")
 
 

@@ -174,10 +174,12 @@ class _Loop:
         self._send(self.quorum.exited(worker.index))
 
     def _stop_all(self) -> None:
-        if not self.stopping:
-            self.stopping = True
-            self.quorum.stop()
-            self.notifier.stopping(status="draining")
+        if self.stopping:
+            log.info("already stopping")  # the workers drain; once is enough
+            return
+        self.stopping = True
+        self.quorum.stop()
+        self.notifier.stopping(status="draining")
         self._signal_all(signal.SIGTERM)
 
     def _signal_all(self, signum: int) -> None:

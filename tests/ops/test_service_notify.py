@@ -109,6 +109,7 @@ def start(
             "WATCHDOG_USEC": str(WATCHDOG_USEC),
         },
         stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as under a terminal
     )
     processes.append(process)
     return process
@@ -133,7 +134,8 @@ def logged_so_far(process: subprocess.Popen[bytes]) -> list[dict[str, object]]:
 
 
 async def stream_through_sigterm(url: str, process: subprocess.Popen[bytes]) -> bytes:
-    """Starts a slow stream, sends SIGTERM once its first chunk is in; returns the rest."""
+    """Starts a slow stream, sends SIGTERM (twice) once its first chunk is in; returns the
+    rest."""
     body = {
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "b"}],
@@ -149,6 +151,7 @@ async def stream_through_sigterm(url: str, process: subprocess.Popen[bytes]) -> 
         chunks = response.aiter_raw()
         assert (await chunks.__anext__()).startswith(b"data: ")
         process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # an impatient second one must not cut the drain
         return b"".join([chunk async for chunk in chunks])
 
 
@@ -214,6 +217,20 @@ def children(pid: int, marker: bytes) -> list[int]:
         pytest.skip("this kernel does not list a process's children in /proc")
     pids = [int(child) for child in path.read_text().split()]
     return [c for c in pids if marker in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def test_ctrl_c_to_the_process_group_drains_every_worker_cleanly(
+    tmp_path: Path, notify_socket: NotifySocket, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    # A terminal's Ctrl-C reaches every process of the group: each worker gets SIGINT, then
+    # the supervisor's SIGTERM, possibly once it has drained and is writing its last rows.
+    process = start(tmp_path, notify_socket, processes, "--workers", "2")
+    notify_socket.until("READY")
+    os.killpg(process.pid, signal.SIGINT)
+    assert notify_socket.until("STOPPING").pid == process.pid
+    assert process.wait(GUARD_S) == 0
+    exits = [e for e in logged_so_far(process) if e["msg"] == "worker exited"]
+    assert [e["exitcode"] for e in exits] == [0, 0]
 
 
 def still_running(pids: list[int]) -> list[int]:
