@@ -94,7 +94,7 @@ def _stop_resource_tracker() -> None:
     """Spawning starts multiprocessing's resource tracker, a helper process that exits only
     once every holder of its pipe has: a moment after us, too late for systemd, which SIGKILLs
     it and says so in the journal. Closing our end and reaping it first keeps the stop clean.
-    (`_stop` is private, in every CPython from 3.8 on: without it the old moment stays.)"""
+    (`_stop` is private, there in CPython 3.11 to 3.13; where it is not, the moment stays.)"""
     stop = getattr(resource_tracker._resource_tracker, "_stop", None)
     if callable(stop):
         stop()
