@@ -76,11 +76,11 @@ class SharedBudget:
                 return self.ledger.reserve(accounts, amount, now)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Reclaims dead workers' leases, then syncs periodically until `close`."""
+        """Joins the shared ledger (freeing dead workers' leases), syncs periodically until
+        `close`, then returns every lease and leaves."""
         now = self._clock()
         async with self._lock:
-            freed = await self._run_sync(partial(self._store.reclaim, now))
-            await self._run_sync(partial(self._store.reconcile, now))
+            freed, _ = await self._run_sync(partial(self._store.join, now))
         if freed:
             log.warning("freed budget leases of workers that are gone", extra={"leases": freed})
         task_status.started()
@@ -95,6 +95,11 @@ class SharedBudget:
         for _ in range(_CLOSING_ATTEMPTS):  # a failed exchange is abandoned: due again
             if not await self.sync(closing=True):
                 break
+        try:
+            async with self._lock:
+                await self._run_sync(self._store.leave)
+        except Exception:  # the next start reclaims it
+            log.warning("leaving the shared budget ledger failed", exc_info=True)
 
     async def sync(self, *, closing: bool = False) -> bool:
         """One round of due exchanges (all unused lease back when `closing`); whether there

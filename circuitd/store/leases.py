@@ -8,17 +8,18 @@ from the same `spent` and `leased`), running `core.lease.exchange` per report.
 Synchronous on purpose, like `Database`: the gateway calls it from a worker thread, one call at
 a time.
 
-Workers that are gone: a lease names its holder (a random id per worker run), the host's boot
-id and the pid. At a worker's start `reclaim` frees the leases of holders from another boot or
-whose pid is no longer alive; and any exchange treats a lease not renewed for `ttl_s` +
-`grace_s` as free (a pid reused by an unrelated process only delays that far).
+Workers that are gone: each worker registers in `budget_holders` (a random id per worker run,
+the host's boot id and the pid), and a lease names its holder. At a worker's start `join`
+forgets holders from another boot or whose pid is no longer alive and frees their leases; and
+any exchange treats a lease not renewed for `ttl_s` + `grace_s` as free (a pid reused by an
+unrelated process only delays that far). A clean stop `leave`s.
 
 Spend and the roll-ups: a worker's settled spend reaches `budget_slots` at its next exchange
 and `usage_daily` through the write-behind writer. Across restarts and across a change between
 one worker (which keeps its ledger in memory and never writes `budget_slots`) and several, both
-sides take the larger of the two: `reconcile` raises `budget_slots` to the roll-ups at start,
-and a single worker seeds from the larger one (`current_spend`). Neither ever undercounts
-written rows.
+sides take the larger of the two: the first worker of a daemon to `join` (no other holder
+alive) raises `budget_slots` to the roll-ups, and a single worker seeds from the larger one
+(`current_spend`). Neither ever undercounts written rows, nor counts one twice.
 """
 
 from __future__ import annotations
@@ -179,13 +180,16 @@ class LeaseStore:
                     found[slot] = int(value[0])
             return found
 
-    def reclaim(self, now: float, alive: Callable[[int], bool] = pid_alive) -> int:
-        """At a worker's start: frees the leases of holders that are gone (another boot, or a
-        pid not alive) and of leases expired past the grace; returns how many were freed."""
+    def join(self, now: float, alive: Callable[[int], bool] = pid_alive) -> tuple[int, bool]:
+        """At a worker's start, in one transaction: forgets the holders that are gone (another
+        boot, or a pid not alive) and frees their leases and any expired past the grace;
+        reconciles with the roll-ups if no other holder is alive (see the module docstring);
+        registers this holder. Returns (leases freed, whether it reconciled)."""
         me = self.holder
         with self._db.transaction() as conn:
             others = conn.execute(
-                "SELECT DISTINCT holder, boot_id, pid FROM budget_leases WHERE holder != ?",
+                "SELECT holder, boot_id, pid FROM budget_holders WHERE holder != ?1 UNION "
+                "SELECT DISTINCT holder, boot_id, pid FROM budget_leases WHERE holder != ?1",
                 (me.id,),
             ).fetchall()
             gone = [
@@ -196,20 +200,36 @@ class LeaseStore:
             before = conn.total_changes()
             conn.executemany("DELETE FROM budget_leases WHERE holder = ?", gone)
             conn.execute(
-                "DELETE FROM budget_leases WHERE expires_at < ?",
-                (now - self.policy.grace_s,),
+                "DELETE FROM budget_leases WHERE expires_at < ?", (now - self.policy.grace_s,)
             )
-            return int(conn.total_changes() - before)
+            freed = int(conn.total_changes() - before)
+            conn.executemany("DELETE FROM budget_holders WHERE holder = ?", gone)
+            alone = len(others) == len(gone)
+            if alone:
+                _reconcile(conn, now)
+            conn.execute(
+                "INSERT OR REPLACE INTO budget_holders VALUES (?, ?, ?, ?)",
+                (me.id, me.boot_id, me.pid, now),
+            )
+            return freed, alone
 
-    def reconcile(self, now: float) -> None:
-        """At a worker's start: raises the current periods' reported spend to the roll-ups
-        where those hold more (rows written by a single worker, or by a worker that died
-        before it reported them)."""
-        today = period_id(Period.DAY, now)
-        month = period_id(Period.MONTH, now)
+    def leave(self) -> None:
+        """At a clean stop (after the last sync): unregisters this holder and frees whatever
+        lease it still holds."""
         with self._db.transaction() as conn:
-            conn.execute(_RECONCILE, (str(Period.DAY), today, today, today))
-            conn.execute(_RECONCILE, (str(Period.MONTH), month, f"{month}-01", f"{month}-31"))
+            conn.execute("DELETE FROM budget_leases WHERE holder = ?", (self.holder.id,))
+            conn.execute("DELETE FROM budget_holders WHERE holder = ?", (self.holder.id,))
+
+
+def _reconcile(conn: Any, now: float) -> None:
+    """Raises the current periods' reported spend to the roll-ups where those hold more (rows
+    of a single worker, or of a worker that died before reporting them). Only while no other
+    worker lives: a live one's rows may be written before their spend is reported, and the
+    report would then count them twice."""
+    today = period_id(Period.DAY, now)
+    month = period_id(Period.MONTH, now)
+    conn.execute(_RECONCILE, (str(Period.DAY), today, today, today))
+    conn.execute(_RECONCILE, (str(Period.MONTH), month, f"{month}-01", f"{month}-31"))
 
 
 def current_spend(db: Database, now: float) -> list[tuple[str, int, int]]:

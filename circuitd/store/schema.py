@@ -72,8 +72,9 @@ CREATE INDEX usage_daily_key_day ON usage_daily (key_id, day);
 
 # v2: budgets shared by several worker processes (core.lease, store/leases.py). Per budget slot
 # (subject, period, period id) the spend reported by the workers, and each worker's live
-# lease. A holder is one worker process for one run: boot_id and pid tell, at the next start,
-# whether it is still alive; a lease not renewed is free for others `grace_s` after expires_at.
+# lease, and the workers sharing them. A holder is one worker process for one run: boot_id and
+# pid tell, at the next start, whether it is still alive; a lease not renewed is free for
+# others `grace_s` after expires_at.
 _V2: Final = """
 CREATE TABLE budget_slots (
     subject TEXT NOT NULL,  -- a key id
@@ -95,6 +96,14 @@ CREATE TABLE budget_leases (
     PRIMARY KEY (subject, period, period_id, holder)
 ) WITHOUT ROWID;
 CREATE INDEX budget_leases_holder ON budget_leases (holder);
+
+-- the worker processes sharing the budgets now (a clean stop removes its row)
+CREATE TABLE budget_holders (
+    holder TEXT PRIMARY KEY,
+    boot_id TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at REAL NOT NULL  -- epoch seconds
+) WITHOUT ROWID;
 """
 
 MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, Self
@@ -21,6 +22,7 @@ from circuitd.store.schema import MIGRATIONS, SCHEMA_VERSION
 GroupBy = Literal["model", "provider", "day"]
 
 BUSY_TIMEOUT_MS: Final = 5000
+_WAL_RETRY_DELAYS: Final = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0)
 
 # RequestRow's fields in the order they are bound; cost_usd is derived in SQL.
 ROW_COLUMNS: Final = (
@@ -158,6 +160,20 @@ def _immediate(conn: Any) -> Iterator[None]:
         raise
 
 
+def _enable_wal(conn: Any) -> None:
+    # Several worker processes open a new file at once: switching it to WAL needs the
+    # exclusive lock, and SQLite answers BUSY at once, without the busy handler, where waiting
+    # could deadlock. The switch is quick and happens once per file, so retry a bounded time.
+    for delay in (*_WAL_RETRY_DELAYS, None):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            return
+        except apsw.BusyError:
+            if delay is None:
+                raise
+            time.sleep(delay)  # a worker thread: this never blocks the event loop
+
+
 def _user_version(conn: Any) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
@@ -196,7 +212,7 @@ class Database:
             conn.setbusytimeout(BUSY_TIMEOUT_MS)
             # WAL: readers (usage queries, `sqlite3` by hand) never block the writer.
             # NORMAL: a commit survives a process crash; only power loss may lose the last few.
-            conn.execute("PRAGMA journal_mode = WAL").fetchall()
+            _enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             _migrate(conn)

@@ -65,40 +65,66 @@ def test_a_lease_not_renewed_is_free_only_after_the_grace(tmp_path: Path) -> Non
     assert leases(tmp_path) == {"b": 100}
 
 
-def test_reclaim_frees_the_leases_of_holders_that_are_gone(tmp_path: Path) -> None:
-    for holder in (Holder("old-boot", "boot-1", 11), Holder("dead", "boot-2", 12)):
-        store(tmp_path, holder).exchange([ask(100)], NOW)
+def holders(path: Path) -> list[str]:
+    with Database.open(path / "ledger.db") as db:
+        return [h for (h,) in db.query("SELECT holder FROM budget_holders ORDER BY 1")]
+
+
+def test_join_forgets_holders_that_are_gone_and_frees_their_leases(tmp_path: Path) -> None:
+    dead = store(tmp_path, Holder("dead", "boot-2", 12))
+    dead.join(NOW, alive=lambda pid: True)
+    dead.exchange([ask(100)], NOW)
+    store(tmp_path, Holder("old-boot", "boot-1", 11)).exchange([ask(100)], NOW)
     alive = store(tmp_path, Holder("alive", "boot-2", 13))
-    alive.exchange([ask(100)], NOW)
+    alive.exchange([ask(100)], NOW)  # holds a lease without having joined: still counts
     me = store(tmp_path, Holder("me", "boot-2", 14))
+    freed, alone = me.join(NOW, alive=lambda pid: pid != 12)
+    assert (freed, alone) == (2, False)
+    assert leases(tmp_path) == {"alive": 100}
+    assert holders(tmp_path) == ["me"]
     me.exchange([ask(100)], NOW)
-    freed = me.reclaim(NOW, alive=lambda pid: pid != 12)
-    assert freed == 2
-    assert leases(tmp_path) == {"alive": 100, "me": 100}
+    me.leave()
+    assert (leases(tmp_path), holders(tmp_path)) == ({"alive": 100}, [])
 
 
-def test_reconcile_raises_reported_spend_to_the_rollups(tmp_path: Path) -> None:
+def rollups_and_reports(path: Path) -> LeaseStore:
+    """Rows of 300 µUSD for key-a; key-b: rows of 50, 80 reported (rows still queued)."""
     day = DAY + "T01:00:00.000Z"
-    with Database.open(tmp_path / "ledger.db") as db:
+    with Database.open(path / "ledger.db") as db:
         db.write_batch([make_row(i, timestamp=day, cost_micro_usd=100) for i in range(3)])
         db.write_batch([make_row(9, timestamp=day, key_id="key-b", cost_micro_usd=50)])
-    s = store(tmp_path, Holder("a", "boot", 1))
-    # key-b reported more than its rows hold (rows still queued): that stays
-    LeaseStore(Database.open(tmp_path / "ledger.db"), s.holder, POLICY).exchange(
-        [LeaseReport(Slot("key-b", Period.DAY, DAY), None, 80, 0, 0, 0)], NOW
-    )
-    s.reconcile(NOW)
-    s.reconcile(NOW)  # idempotent
-    with Database.open(tmp_path / "ledger.db") as db:
-        rows = db.query("SELECT subject, period, spent_micro_usd FROM budget_slots ORDER BY 1, 2")
-        assert rows == [
-            ("key-a", "day", 300),
-            ("key-a", "month", 300),
-            ("key-b", "day", 80),
-            ("key-b", "month", 50),
-        ]
-        # a single worker seeds from the larger of the two
+    reporter = store(path, Holder("reporter", "boot", 1))
+    reporter.exchange([LeaseReport(Slot("key-b", Period.DAY, DAY), None, 80, 0, 0, 0)], NOW)
+    return reporter
+
+
+def reported(path: Path) -> list[tuple[object, ...]]:
+    with Database.open(path / "ledger.db") as db:
+        return db.query("SELECT subject, period, spent_micro_usd FROM budget_slots ORDER BY 1, 2")
+
+
+def test_the_first_worker_to_join_reconciles_with_the_rollups(tmp_path: Path) -> None:
+    rollups_and_reports(tmp_path).close()
+    first = store(tmp_path, Holder("a", "boot", 1))
+    assert first.join(NOW, alive=lambda pid: True) == (0, True)
+    expected = [("key-a", "day", 300), ("key-a", "month", 300), ("key-b", "day", 80)]
+    expected.append(("key-b", "month", 50))  # the larger of rows and reports, per slot
+    assert reported(tmp_path) == expected
+    with Database.open(tmp_path / "ledger.db") as db:  # a single worker seeds the same way
         assert current_spend(db, NOW) == [("key-a", 300, 300), ("key-b", 80, 50)]
+
+
+def test_no_reconciling_while_another_worker_lives(tmp_path: Path) -> None:
+    # Its rows may be written before it reports their spend: raising to the rows now would
+    # count them twice at its next report.
+    live = rollups_and_reports(tmp_path)
+    live.join(NOW, alive=lambda pid: True)  # (reconciles: it is alone)
+    live.exchange([LeaseReport(Slot("key-c", Period.DAY, DAY), None, 0, 0, 0, 0)], NOW)
+    with Database.open(tmp_path / "ledger.db") as db:
+        db.write_batch([make_row(20, timestamp=DAY + "T02:00:00.000Z", key_id="key-c")])
+    second = store(tmp_path, Holder("b", "boot", 2))
+    assert second.join(NOW, alive=lambda pid: True) == (0, False)
+    assert ("key-c", "day", 0) in reported(tmp_path)  # the live worker reports it itself
 
 
 def test_alerts_are_raised_by_the_transaction_that_crosses_them(tmp_path: Path) -> None:

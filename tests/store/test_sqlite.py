@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from circuitd.store import sqlite
 from circuitd.store.rows import AttemptRow, RequestRow
 from circuitd.store.schema import SCHEMA_VERSION
 from circuitd.store.sqlite import ROW_COLUMNS, Database, GroupBy, SchemaError, is_row_error
@@ -231,3 +232,33 @@ def test_usage_summary_reads_rollups_not_rows(db: Database) -> None:
     db._conn.execute("DELETE FROM requests")  # usage survives row retention
     assert db.usage_summary(None, "2026-11-23", "2026-11-23")[0].requests == 2
     assert db.count_requests() == 0
+
+
+class _BusyThenWal:
+    """A connection whose journal-mode switch is refused `busy` times (apsw.BusyError)."""
+
+    def __init__(self, busy: int) -> None:
+        self.busy = busy
+        self.calls = 0
+
+    def execute(self, sql: str) -> _BusyThenWal:
+        assert sql == "PRAGMA journal_mode = WAL"
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise apsw.BusyError("database is locked")
+        return self
+
+    def fetchall(self) -> list[tuple[str]]:
+        return [("wal",)]
+
+
+def test_switching_to_wal_is_retried_while_another_process_holds_the_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two workers opening a new file at once: SQLite refuses one without its busy handler.
+    monkeypatch.setattr(sqlite, "_WAL_RETRY_DELAYS", (0.0, 0.0, 0.0))
+    conn = _BusyThenWal(busy=3)
+    sqlite._enable_wal(conn)
+    assert conn.calls == 4
+    with pytest.raises(apsw.BusyError):  # bounded: then the error stands
+        sqlite._enable_wal(_BusyThenWal(busy=4))
