@@ -109,6 +109,7 @@ async def open_admission(
                     wall_clock=wall_clock,
                     on_alert=admission.alert,
                     on_sync=lambda: admission.refresh_metrics(wall_clock()),
+                    metrics=metrics,
                 )
                 await nursery.start(shared.run)
                 admission.shared = shared

@@ -21,6 +21,7 @@ import trio
 
 from circuitd.core.budget import Alert, BudgetLimits, Refusal, Reservation, Slot
 from circuitd.core.lease import LeasedBudget, LeaseNeeded, LeaseReport
+from circuitd.obs.metrics import Metrics
 from circuitd.store.leases import LeaseStore
 from circuitd.store.writer import SyncRunner, in_worker_thread
 
@@ -39,6 +40,7 @@ class SharedBudget:
         wall_clock: Callable[[], float],
         on_alert: Callable[[Alert], None],
         on_sync: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
         sync_interval_s: float = 1.0,
         run_sync: SyncRunner = in_worker_thread,
     ) -> None:
@@ -52,6 +54,7 @@ class SharedBudget:
         self._lock = trio.Lock()  # one transaction at a time on the one connection
         self._in_flight: dict[Slot, trio.Event] = {}
         self._closing = trio.Event()
+        self._metrics = metrics
         self.exchanges = 0  # transactions committed (statistics)
         self.failures = 0  # transactions failed
 
@@ -140,11 +143,15 @@ class SharedBudget:
                     results = await self._run_sync(partial(self._store.exchange, reports, now))
             except Exception:
                 self.failures += 1
+                if self._metrics is not None:
+                    self._metrics.lease_exchanges.labels("failed").inc()
                 log.exception("budget lease exchange failed; calls needing a lease are refused")
                 for report in reports:
                     self.ledger.abandon(report)
             else:
                 self.exchanges += 1
+                if self._metrics is not None:
+                    self._metrics.lease_exchanges.labels("ok").inc()
                 expires = now + self.ledger.lease_policy.ttl_s - _EXPIRY_MARGIN_S
                 for report, (result, alerts) in zip(reports, results, strict=True):
                     self.ledger.apply(report, result, expires)

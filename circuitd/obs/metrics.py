@@ -185,6 +185,12 @@ class Metrics:
             registry=r,
             multiprocess_mode="livemin",
         )
+        self.lease_exchanges = Counter(
+            "circuitd_budget_lease_exchanges",
+            "Several workers: transactions with the shared budget ledger, by result (ok, failed).",
+            ["result"],
+            registry=r,
+        )
         self.on_scrape: list[Callable[[], None]] = []  # refresh gauges computed on demand
 
     def breaker(self, deployment: str, state: State) -> None:

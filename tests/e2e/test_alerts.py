@@ -112,6 +112,23 @@ async def test_alerts_reach_the_webhook_retried_after_a_500(tmp_path: Path) -> N
     assert not any(dict(labels).get("key") == "alice" for _, labels in found)
 
 
+async def test_a_webhook_that_rejects_an_alert_is_not_retried(tmp_path: Path) -> None:
+    hook = Webhook([400])  # the request itself is wrong: the same one would fail again
+    async with serving(hook) as hook_url:
+        text = config(hook_url, timeout=5, queue=100, per_key="false")
+        async with (
+            gateway_at(tmp_path, text, Clock(time.time())) as (url, _),
+            httpx.AsyncClient(base_url=url) as client,
+        ):
+            assert [await chat(client) for _ in range(2)] == [200, 200]
+            await hook.wait_for(3)
+            await trio.testing.wait_all_tasks_blocked()
+            found = samples((await client.get("/metrics")).text)
+    assert [b["percent"] for b in hook.bodies] == [50, 80, 95]
+    assert value(found, "circuitd_alert_webhook_total", result="failed") == 1
+    assert value(found, "circuitd_alert_webhook_total", result="retried") == 0
+
+
 async def test_a_hanging_webhook_never_holds_up_a_call(tmp_path: Path) -> None:
     hook = Webhook(hang=True)
     async with serving(hook) as hook_url:

@@ -16,6 +16,7 @@ from circuitd.store.leases import boot_id
 from circuitd.store.sqlite import Database
 from tests.e2e.serving import Clock, gateway_at
 from tests.e2e.test_admission import ALICE, CONFIG
+from tests.e2e.test_metrics import samples, value
 from tests.e2e.test_process import start
 
 
@@ -74,6 +75,7 @@ async def test_two_worker_processes_never_overshoot_a_budget(tmp_path: Path) -> 
             async with trio.open_nursery() as nursery:
                 for _ in range(200):
                     nursery.start_soon(one)
+            found = samples((await client.get("/metrics")).text)  # both workers' samples
         process.send_signal(signal.SIGTERM)
         assert await trio.to_thread.run_sync(process.wait) == 0
     finally:
@@ -88,6 +90,8 @@ async def test_two_worker_processes_never_overshoot_a_budget(tmp_path: Path) -> 
     for answer in refused:  # short of lease: worth a retry within a minute; else at the reset
         message, wait = answer.json()["error"]["message"], int(answer.headers["retry-after"])
         assert (1 <= wait <= 60) if "other workers" in message else "resets in" in message
+    assert value(found, "circuitd_budget_lease_exchanges_total", result="ok") >= 2
+    assert value(found, "circuitd_budget_lease_exchanges_total", result="failed") == 0
     db = tmp_path / "ledger.db"
     rows, ledger, leases = ledger_state(db)
     assert rows <= limit_usd * 1_000_000  # strict across processes
