@@ -1,6 +1,6 @@
 """Side-by-side load runner: mock upstream direct vs. through circuitd, under locust.
 
-    .venv/bin/python bench/run.py --seconds 20 --users 32 --workers 1
+    .venv/bin/python bench/run.py --seconds 20 --users 32 --workers 1 [--transport h11|httpx]
 
 Starts `circuitd mock-upstream`, then circuitd (env-only mode, pointed at the mock, one client
 key), and runs each locust scenario against each target in turn with the same load. Prints a
@@ -19,6 +19,21 @@ import tempfile
 from pathlib import Path
 
 from stack import KEY, ROOT, rss_mb, running_stack
+
+# Env-only mode's passthrough to the mock upstream, as a file so that the upstream transport
+# can be chosen (`{upstream}` is the mock's /v1 URL; the client key comes from the env).
+CONFIG = """
+[upstream]
+transport = "%s"
+
+[providers.openai]
+kind = "openai"
+base_url = "{upstream}"
+api_key = "sk-bench"
+
+[passthrough]
+provider = "openai"
+"""
 
 
 def run_locust(host: str, scenario: str, users: int, seconds: int, out: Path) -> dict[str, str]:
@@ -61,10 +76,11 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--scenarios", default="ChatJSON,ChatStream")
+    parser.add_argument("--transport", choices=("h11", "httpx"), default="h11")
     args = parser.parse_args()
 
     out = Path(tempfile.mkdtemp(prefix="circuitd-bench-"))
-    with running_stack(out, workers=args.workers) as stack:
+    with running_stack(out, workers=args.workers, config=CONFIG % args.transport) as stack:
         print("| target | scenario | req/s | p50 ms | p95 ms | p99 ms | failures |")
         print("|---|---|---|---|---|---|---|")
         for scenario in args.scenarios.split(","):
