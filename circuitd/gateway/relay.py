@@ -45,9 +45,9 @@ from circuitd.providers.base import (
     UpstreamFailure,
 )
 from circuitd.wire.openai import chunk_decoder, completion_decoder
+from circuitd.wire.openai_chat import DONE as DONE_PAYLOAD
 
 _encoder = msgspec.json.Encoder()
-_DONE_PAYLOAD = "[DONE]"
 CLIENT_CLOSED = 499  # nginx's "client closed request": the status recorded for disconnects
 
 
@@ -261,71 +261,84 @@ async def stream_attempt(
     failure: AttemptFailed | None = None
     started = done = False
     finished = False  # a finish_reason was seen: the answer is complete even without [DONE]
-    held: list[bytes] = []  # content-free chunks (the role chunk) before the first content
+    substance = False  # a chunk of substance was seen: the client's response may start
+    frames: list[bytes] = []  # to write: held content-free chunks, then this batch's
 
-    async def start() -> None:
+    async def flush(last: bytes = b"") -> None:
+        """Writes the frames gathered so far (and `last`, which ends the body) at once,
+        starting the response first if it has not started."""
         nonlocal started
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache"),
-                    *_headers(headers, deployment, record),
-                ],
-            }
-        )
-        started = True
-        record.status_code = 200
-        for frame in held:
-            await send({"type": "http.response.body", "body": frame, "more_body": True})
-        held.clear()
+        if not started:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-cache"),
+                        *_headers(headers, deployment, record),
+                    ],
+                }
+            )
+            started = True
+            record.status_code = 200
+        body = b"".join(frames) + last
+        frames.clear()
+        await send({"type": "http.response.body", "body": body, "more_body": not last})
 
     with trio.move_on_at(attempt_deadline(deployment, deadline)) as timer:
         try:
             async with deployment.provider.open(deployment, call) as reply:
                 await _check_status(reply)
                 record.upstream_started = True
-                async with aclosing(reply.events()) as events:
-                    async for payload in events:
-                        if payload == _DONE_PAYLOAD:
-                            done = True
-                            break
-                        try:
-                            chunk = chunk_decoder.decode(payload)
-                        except msgspec.DecodeError as exc:
-                            raise UpstreamFailure("malformed stream chunk") from exc
-                        if chunk.error is not None:  # a server-side failure told in-stream
-                            raise UpstreamFailure(f"error event: {chunk.error}", status=500)
-                        if chunk.usage is not None:
-                            record.usage = chunk.usage
-                            if not chunk.choices and not client_wants_usage:
-                                continue  # the usage chunk only the gateway asked for
-                        substance = chunk.usage is not None
-                        for choice in chunk.choices:
-                            delta = choice.delta
-                            if delta is not None and delta.content:
-                                if record.ttft is None:
-                                    record.ttft = trio.current_time() - record.started
-                                record.relayed.append(delta.content)
-                            if choice.finish_reason is not None:
-                                finished = True
-                            substance = (
-                                substance
-                                or choice.finish_reason is not None
-                                or (
-                                    delta is not None
-                                    and bool(delta.content or delta.tool_calls or delta.refusal)
+                async with aclosing(reply.batches()) as batches:
+                    async for batch in batches:
+                        # A batch arrived at once: it is written at once (after the payloads
+                        # before a broken one, so what the client got is what was counted).
+                        broken: UpstreamFailure | None = None
+                        for payload in batch:
+                            if payload == DONE_PAYLOAD:
+                                done = True
+                                break
+                            try:
+                                chunk = chunk_decoder.decode(payload)
+                            except msgspec.DecodeError as exc:
+                                broken = UpstreamFailure("malformed stream chunk")
+                                broken.__cause__ = exc
+                                break
+                            if chunk.error is not None:  # a server-side failure told in-stream
+                                broken = UpstreamFailure(f"error event: {chunk.error}", status=500)
+                                break
+                            if chunk.usage is not None:
+                                record.usage = chunk.usage
+                                if not chunk.choices and not client_wants_usage:
+                                    continue  # the usage chunk only the gateway asked for
+                            substance = substance or chunk.usage is not None
+                            for choice in chunk.choices:
+                                delta = choice.delta
+                                if delta is not None and delta.content:
+                                    if record.ttft is None:
+                                        record.ttft = trio.current_time() - record.started
+                                    record.relayed.append(delta.content)
+                                if choice.finish_reason is not None:
+                                    finished = True
+                                substance = (
+                                    substance
+                                    or choice.finish_reason is not None
+                                    or (
+                                        delta is not None
+                                        and bool(delta.content or delta.tool_calls or delta.refusal)
+                                    )
                                 )
-                            )
-                        frame = b"data: " + payload.encode() + b"\n\n"
-                        if not started:
-                            if not substance:
-                                held.append(frame)  # a failure now can still be retried
-                                continue
-                            await start()
-                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+                            # Until the first chunk of substance, frames are only held: a
+                            # failure now can still be retried.
+                            frames.append(b"data: " + payload.encode() + b"\n\n")
+                        if done:
+                            break  # its frames go out with the terminator
+                        if substance and frames:
+                            await flush()
+                        if broken is not None:
+                            raise broken
         except UpstreamFailure as exc:
             failure = AttemptFailed.from_failure(exc, started=started)
             if not started:
@@ -343,9 +356,7 @@ async def stream_attempt(
             raise AttemptFailed(cut, cut=True)
         failure = AttemptFailed(cut, cut=True, started=True)
     if failure is None:
-        if not started:
-            await start()  # an empty but complete stream
-        await send({"type": "http.response.body", "body": DONE, "more_body": False})
+        await flush(DONE)  # an empty but complete stream starts here
         record.status, record.error_code = "ok", None
         return
     await send(

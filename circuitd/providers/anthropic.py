@@ -26,9 +26,8 @@ from circuitd.providers.base import (
     UpstreamCall,
     UpstreamFailure,
 )
-from circuitd.providers.http import post, read_all, sse_events
+from circuitd.providers.http import post, read_all, sse_batches, translated
 from circuitd.wire.anthropic import (
-    DONE,
     AnthropicStreamTranslator,
     StreamError,
     TranslationError,
@@ -68,15 +67,15 @@ class AnthropicReply:
         except msgspec.DecodeError as exc:
             raise UpstreamFailure(f"malformed Anthropic message: {exc}") from exc
 
-    async def events(self) -> AsyncGenerator[str, None]:
+    async def batches(self) -> AsyncGenerator[list[str], None]:
         translator = AnthropicStreamTranslator(self._model, self._created)
         try:
-            async with aclosing(sse_events(self._response)) as events:
-                async for event in events:
-                    for payload in translator.feed(event.event, event.data):
-                        yield payload
-                        if payload == DONE:
-                            return
+            batches = translated(
+                sse_batches(self._response), lambda e: translator.feed(e.event, e.data)
+            )
+            async with aclosing(batches):
+                async for batch in batches:
+                    yield batch
         except StreamError as exc:
             status = ERROR_EVENT_STATUS.get(exc.error_type, 500)
             raise UpstreamFailure(f"Anthropic stream error: {exc}", status=status) from exc

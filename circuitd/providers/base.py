@@ -82,9 +82,10 @@ class Reply(Protocol):
         """The whole body (JSON answers and error bodies)."""
         ...
 
-    def events(self) -> AsyncGenerator[str, None]:
-        """Stream event payloads in OpenAI chunk format; ends after `[DONE]` or raises
-        `UpstreamFailure` if the stream is cut or malformed."""
+    def batches(self) -> AsyncGenerator[list[str], None]:
+        """Stream event payloads in OpenAI chunk format, in non-empty batches of those that
+        arrived together (the relay writes a batch to the client at once); ends after
+        `[DONE]` or raises `UpstreamFailure` if the stream is cut or malformed."""
         ...
 
 

@@ -33,7 +33,7 @@ from circuitd.providers.base import (
     UpstreamCall,
     UpstreamFailure,
 )
-from circuitd.providers.http import post, read_all, sse_events
+from circuitd.providers.http import post, read_all, sse_batches, translated
 from circuitd.wire.gemini import (
     GeminiStreamTranslator,
     StreamError,
@@ -101,15 +101,16 @@ class GeminiReply:
         except msgspec.DecodeError as exc:
             raise UpstreamFailure(f"malformed Gemini answer: {exc}") from exc
 
-    async def events(self) -> AsyncGenerator[str, None]:
+    async def batches(self) -> AsyncGenerator[list[str], None]:
         translator = GeminiStreamTranslator(self._model, self._created, self._request_id)
         try:
-            async with aclosing(sse_events(self._response)) as events:
-                async for event in events:
-                    for payload in translator.feed(event.data):
-                        yield payload
-            for payload in translator.end():
-                yield payload
+            batches = translated(sse_batches(self._response), lambda e: translator.feed(e.data))
+            async with aclosing(batches):
+                async for batch in batches:
+                    yield batch
+            last = list(translator.end())
+            if last:
+                yield last
         except StreamError as exc:
             raise UpstreamFailure(f"Gemini stream error: {exc}", status=exc.status) from exc
 

@@ -60,22 +60,32 @@ class MockReply:
     async def read(self) -> bytes:
         return self.body
 
-    async def events(self) -> AsyncGenerator[str, None]:
+    async def batches(self) -> AsyncGenerator[list[str], None]:
+        """What is ready at once comes as one batch, as from a real upstream's socket: all
+        of it without a chunk delay; a chunk at a time with one."""
         fault = self.fault
         delay = (fault.chunk_delay_ms or 0) / 1000
+        batch: list[str] = []
         # payloads[0] is the role chunk; "after k chunks" counts content chunks after it.
         for index, payload in enumerate(self._payloads):
             content_index = index - 1
             if content_index >= 0:
-                if fault.stall_after is not None and content_index >= fault.stall_after:
+                stall = fault.stall_after is not None and content_index >= fault.stall_after
+                cut = fault.cut_after is not None and content_index >= fault.cut_after
+                if batch and (stall or cut or delay):
+                    yield batch
+                    batch = []
+                if stall:
                     await trio.sleep_forever()
-                if fault.cut_after is not None and content_index >= fault.cut_after:
+                if cut:
                     raise UpstreamFailure("mock: connection cut")
                 if fault.malformed_after is not None and content_index == fault.malformed_after:
-                    yield "{not json"
+                    batch.append("{not json")
                 if delay:
                     await trio.sleep(delay)
-            yield payload.decode()
+            batch.append(payload.decode())
+        if batch:
+            yield batch
 
 
 class MockProvider:

@@ -12,34 +12,22 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from circuitd.core.sse import SSEDecoder, SSEError
-from circuitd.providers.base import Deployment, Operation, UpstreamCall, UpstreamFailure
+from circuitd.core.sse import SSEEvent
+from circuitd.providers.base import Deployment, Operation, UpstreamCall
+from circuitd.providers.http import (
+    failure_from,
+    post,
+    read_all,
+    sse_batches,
+    translated,
+)
 from circuitd.providers.openai_presets import Preset, PresetTarget
 
-DONE = "[DONE]"
+__all__ = ["HttpxReply", "OpenAIProvider", "failure_from"]
 
 
-def failure_from(exc: httpx.HTTPError) -> UpstreamFailure:
-    """One place that turns httpx's exceptions into the gateway's upstream failure."""
-    timeout = isinstance(exc, httpx.TimeoutException)
-    connect = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-    kind = type(exc).__name__
-    return UpstreamFailure(f"{kind}: {exc}" if str(exc) else kind, timeout=timeout, connect=connect)
-
-
-def deployment_timeout(client: httpx.AsyncClient, deployment: Deployment) -> httpx.Timeout:
-    """The client's timeouts with the deployment's overrides."""
-    base = client.timeout
-    if deployment.connect_timeout_s is None and deployment.read_timeout_s is None:
-        return base
-    connect = deployment.connect_timeout_s
-    read = deployment.read_timeout_s
-    return httpx.Timeout(
-        connect=base.connect if connect is None else connect,
-        read=base.read if read is None else read,
-        write=base.write if read is None else read,
-        pool=base.pool,
-    )
+def _payload(event: SSEEvent) -> tuple[str]:
+    return (event.data,)
 
 
 class HttpxReply:
@@ -52,24 +40,10 @@ class HttpxReply:
         self.content_type = response.headers.get("content-type", "application/json").encode()
 
     async def read(self) -> bytes:
-        try:
-            return await self._response.aread()
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
+        return await read_all(self._response)
 
-    async def events(self) -> AsyncGenerator[str, None]:
-        decoder = SSEDecoder()
-        try:
-            async for data in self._response.aiter_raw():
-                for event in decoder.feed(data):
-                    yield event.data
-                    if event.data == DONE:
-                        return
-            decoder.end()
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
-        except SSEError as exc:
-            raise UpstreamFailure(f"malformed event stream: {exc}") from exc
+    def batches(self) -> AsyncGenerator[list[str], None]:
+        return translated(sse_batches(self._response), _payload)
 
 
 class OpenAIProvider:
@@ -106,21 +80,8 @@ class OpenAIProvider:
             if target.per_model
             else self._urls[call.operation]
         )
-        request = self._client.build_request(
-            "POST",
-            url,
-            content=call.body,
-            headers=self._headers,
-            timeout=deployment_timeout(self._client, deployment),
-        )
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise failure_from(exc) from exc
-        try:
+        async with post(self._client, url, call.body, self._headers, deployment) as response:
             yield HttpxReply(response)
-        finally:
-            await response.aclose()
 
     async def aclose(self) -> None:
         """The shared client is owned (and closed) by the gateway."""

@@ -25,7 +25,7 @@ the gateway). Here every step is O(1):
 - **Timeouts** come from `request.extensions["timeout"]`: `connect` (TCP and TLS), `write`
   (each send), `read` (each receive: the first byte, then every gap between chunks), `pool`
   (waiting for a slot). Errors are httpx's own classes with the request attached, so
-  `providers.openai.failure_from` classifies them as it does httpcore's.
+  `providers.http.failure_from` classifies them as it does httpcore's.
 - **Stale connections.** A server may close a keep-alive connection just as it is reused.
   A request sent on a *reused* connection that fails before one byte of the response came
   back (EOF or reset while sending or waiting: h11 still has the server in `SEND_RESPONSE`

@@ -72,8 +72,8 @@ def stream_bytes(events: list[tuple[str, str]]) -> bytes:
 async def collect(p: AnthropicProvider, d: Deployment, c: UpstreamCall) -> list[str]:
     async with p.open(d, c) as reply:
         assert reply.status == 200
-        async with aclosing(reply.events()) as events:
-            return [payload async for payload in events]
+        async with aclosing(reply.batches()) as batches:
+            return [payload async for batch in batches for payload in batch]
 
 
 async def test_json_call_sends_anthropic_and_reads_openai() -> None:
@@ -177,10 +177,10 @@ async def test_error_event_mid_stream_is_an_upstream_failure() -> None:
     with pytest.raises(UpstreamFailure, match="overloaded_error: Overloaded") as info:
         async with (
             p.open(deployment(p), call(stream=True)) as reply,
-            aclosing(reply.events()) as events,
+            aclosing(reply.batches()) as batches,
         ):
-            async for payload in events:
-                seen.append(payload)  # noqa: PERF401 - keep what came before the error
+            async for batch in batches:
+                seen.extend(batch)  # keep what came before the error
     assert not (info.value.timeout or info.value.connect)
     assert len(seen) == 2  # the role chunk and "Hello" were relayed before the error
 

@@ -39,8 +39,8 @@ def upstream(handler: Handler) -> tuple[Upstream, GeminiProvider]:
 async def collect(p: GeminiProvider, c: UpstreamCall) -> list[str]:
     async with p.open(deployment(p), c) as reply:
         assert reply.status == 200
-        async with aclosing(reply.events()) as events:
-            return [payload async for payload in events]
+        async with aclosing(reply.batches()) as batches:
+            return [payload async for batch in batches for payload in batch]
 
 
 @pytest.mark.parametrize(
@@ -167,10 +167,10 @@ async def test_error_event_mid_stream_is_an_upstream_failure_with_its_status() -
     with pytest.raises(UpstreamFailure, match="unavailable: The model is overloaded") as info:
         async with (
             p.open(deployment(p), call(stream=True)) as reply,
-            aclosing(reply.events()) as events,
+            aclosing(reply.batches()) as batches,
         ):
-            async for payload in events:
-                seen.append(payload)  # noqa: PERF401 - keep what came before the error
+            async for batch in batches:
+                seen.extend(batch)  # keep what came before the error
     assert info.value.status == 503
     assert not (info.value.timeout or info.value.connect)
     assert len(seen) == 2  # the role chunk and "Hello" came before the error
