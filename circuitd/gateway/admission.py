@@ -119,10 +119,18 @@ class Admission:
         """Counts the call against the key's rate limits and reserves its worst-case cost;
         raises `RateLimited` or `BudgetExceeded` (429) when it does not fit. `tokens`: the
         (prompt, output) the caller counted itself (embeddings: the input, no output)."""
-        prompt, output = tokens or (
-            estimate_prompt_tokens(view.messages, self._tokenizer),
-            self._output_cap(view, candidates),
-        )
+        limits = limits_of(principal)
+        if tokens is not None:
+            prompt, output = tokens
+        elif (
+            principal.tpm is None
+            and limits.daily_micro_usd is None
+            and (limits.monthly_micro_usd is None)
+        ):
+            prompt = output = 0  # nothing to hold the call against: no need to count
+        else:
+            prompt = estimate_prompt_tokens(view.messages, self._tokenizer)
+            output = self._output_cap(view, candidates)
         limiter = self._limiter(principal)
         decision = None
         if limiter is not None:
@@ -142,7 +150,7 @@ class Admission:
             ),
             default=0,
         )
-        accounts = [(principal.key_id, limits_of(principal))]
+        accounts = [(principal.key_id, limits)]
         try:
             outcome = (
                 self.ledger.reserve(accounts, worst, now_wall)
