@@ -284,6 +284,7 @@ class App:
                 view = decode_chat_request(body)
             record.request, record.stream = view, bool(view.stream)
             candidates = self._candidates(snapshot.router, view, principal)
+            record.resolved = True
             if embeddings is not None:
                 candidates = embedding_candidates(candidates, view.model)
             record.ticket = await gateway.admission.admit(

@@ -160,9 +160,8 @@ async def route(
     last: AttemptFailed | None = None
     for deployment in candidates:
         breaker = breakers.get(deployment.name)
-        counted = functools.partial(
-            metrics.attempts.labels, deployment.provider.name, deployment.name
-        )
+        label = metrics.deployment_label(deployment.name)
+        counted = functools.partial(metrics.attempts.labels, deployment.provider.name, label)
         for number in itertools.count(1):
             now = trio.current_time()
             permit = breaker.acquire(now)
@@ -179,9 +178,7 @@ async def route(
                 failed = exc
             except BaseException:  # cancelled (client gone, shutdown): no verdict on upstream
                 breaker.record(permit, Outcome.CANCELLED, trio.current_time())
-                metrics.attempts.labels(
-                    deployment.provider.name, deployment.name, "cancelled"
-                ).inc()
+                counted("cancelled").inc()
                 raise
             finally:
                 end = trio.current_time()

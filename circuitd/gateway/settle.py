@@ -16,7 +16,7 @@ from circuitd.core.pricing import cost_micro_usd, micro_to_usd
 from circuitd.core.tokens import Tokenizer, estimate_completion_tokens, estimate_prompt_tokens
 from circuitd.errors import GatewayError, UpstreamRejected
 from circuitd.gateway.admission import Admission, Ticket
-from circuitd.obs.metrics import Metrics
+from circuitd.obs.metrics import OTHER, Metrics
 from circuitd.providers.base import Deployment
 from circuitd.store.rows import AttemptRow, RequestRow, Status, UsageSource
 from circuitd.store.writer import WriteBehind
@@ -53,6 +53,7 @@ class CallRecord:
     ticket: Ticket | None = None  # admission's hold (rate limit, budget reservation)
     ttft: float | None = None  # seconds from start to the first content relayed
     upstream_started: bool = False  # the upstream answered (some output may be billable)
+    resolved: bool = False  # the model named a route (metrics label it; others are `other`)
     prompt_tokens: int | None = None  # counted before the call (embeddings), not estimated
 
     @property
@@ -182,7 +183,8 @@ class Settler:
 
     def _export(self, row: RequestRow, record: CallRecord) -> None:
         m = self._metrics
-        provider, model = row.provider or "", row.model
+        provider = row.provider or ""
+        model = m.model_label(row.model) if record.resolved else OTHER
         m.calls.labels(provider, model, row.status).inc()
         if row.usage_source != "none":
             m.tokens.labels(provider, model, "input").inc(row.tokens_input)

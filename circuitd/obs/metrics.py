@@ -1,8 +1,10 @@
 """Prometheus metrics: one `Metrics` object per process, built with the gateway.
 
-Labels are bounded: provider, model and deployment as configured (env-only mode passes model
-names through, so there `model` is what clients ask for — bounded by what the provider
-accepts), the route normalised (unknown paths → `other`), the status class. Per-key labels only
+Labels are bounded: provider, model and deployment as configured, the route normalised
+(unknown paths → `other`), the status class. A client chooses the model name it sends, so a
+call whose model did not resolve is labelled `other`, and in env-only mode (every name passes
+through to the provider) model and deployment labels are capped: the first `LABEL_CAP` distinct
+values per process keep their name, later ones are `other`. Per-key labels only
 on budget gauges, and only when `[metrics] per_key_labels` is on.
 
 With several workers prometheus-client runs in multiprocess mode: the supervisor points
@@ -45,6 +47,28 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
 
+LABEL_CAP = 256
+OTHER = "other"
+
+
+class LabelCap:
+    """The first `limit` distinct values pass through; any later one is `other`."""
+
+    __slots__ = ("_limit", "_seen")
+
+    def __init__(self, limit: int = LABEL_CAP) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) >= self._limit:
+            return OTHER
+        self._seen.add(value)
+        return value
+
+
 def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
@@ -59,6 +83,8 @@ def status_class(status: int) -> str:
 
 class Metrics:
     def __init__(self) -> None:
+        self.model_label = LabelCap()
+        self.deployment_label = LabelCap()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -194,7 +220,7 @@ class Metrics:
         self.on_scrape: list[Callable[[], None]] = []  # refresh gauges computed on demand
 
     def breaker(self, deployment: str, state: State) -> None:
-        self.breaker_state.labels(deployment).set(state.metric)
+        self.breaker_state.labels(self.deployment_label(deployment)).set(state.metric)
 
     def exposition(self) -> bytes:
         for refresh in self.on_scrape:

@@ -11,6 +11,7 @@ import trio
 import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
+from circuitd.obs.metrics import LABEL_CAP
 from tests.e2e.test_process import KEY, start
 from tests.harness import running_gateway
 
@@ -58,7 +59,8 @@ async def test_metrics_after_known_traffic(tmp_path: Path) -> None:
     assert (
         value(found, "circuitd_calls_total", provider="mock", model="gpt-4o-mini", status="ok") == 3
     )
-    assert value(found, "circuitd_calls_total", provider="", model="", status="refused") == 1
+    # Refused before its model was read: no client-chosen name reaches a label.
+    assert value(found, "circuitd_calls_total", provider="", model="other", status="refused") == 1
     output = value(
         found, "circuitd_tokens_total", provider="mock", model="gpt-4o-mini", direction="output"
     )
@@ -125,3 +127,62 @@ async def test_metrics_add_up_across_two_workers(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_client_chosen_model_names_do_not_grow_the_labels(tmp_path: Path) -> None:
+    """Unknown models are `other`; in env-only mode (every name passes through) the model
+    and deployment labels are capped per process, so a client cannot grow the series."""
+    env = {"PROVIDER": "MOCK", "CIRCUIT_API_KEYS": "k"}
+    names = [f"model-{i}" for i in range(LABEL_CAP + 20)]
+    async with (
+        running_gateway(tmp_path, env=env) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        for name in names:
+            answer = await client.post(
+                "/v1/chat/completions", json={**CHAT, "model": name}, headers=AUTH
+            )
+            assert answer.is_success
+        await trio.testing.wait_all_tasks_blocked()
+        text = (await client.get("/metrics")).text
+    found = samples(text)
+    calls = {dict(labels)["model"] for name, labels in found if name == "circuitd_calls_total"}
+    assert calls == {*names[:LABEL_CAP], "other"}
+    assert value(found, "circuitd_calls_total", provider="mock", model="other", status="ok") == 20
+    attempts = {
+        dict(labels)["deployment"]
+        for name, labels in found
+        if name == "circuitd_upstream_attempts_total"
+    }
+    assert len(attempts) == LABEL_CAP + 1 and "other" in attempts
+    breakers = {
+        dict(labels)["deployment"] for name, labels in found if name == "circuitd_breaker_state"
+    }
+    assert len(breakers) == LABEL_CAP + 1
+
+
+async def test_an_undeclared_model_is_labelled_other(tmp_path: Path) -> None:
+    config = """
+[providers.mock]
+kind = "mock"
+
+[models."gpt-4o-mini"]
+deployments = [{ provider = "mock", model = "gpt-4o-mini" }]
+
+[[keys]]
+id = "dev"
+key = "k"
+"""
+    async with (
+        running_gateway(tmp_path, config_text=config) as gateway,
+        httpx.AsyncClient(base_url=gateway.url) as client,
+    ):
+        for i in range(3):
+            missing = {**CHAT, "model": f"no-such-model-{i}"}
+            answer = await client.post("/v1/chat/completions", json=missing, headers=AUTH)
+            assert answer.status_code == 404
+        await trio.testing.wait_all_tasks_blocked()
+        found = samples((await client.get("/metrics")).text)
+    assert value(found, "circuitd_calls_total", provider="", model="other", status="refused") == 3
+    models = {dict(labels)["model"] for name, labels in found if name == "circuitd_calls_total"}
+    assert models == {"other"}
