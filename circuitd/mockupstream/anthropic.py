@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 
 from circuitd.mockupstream.faults import Fault
-from circuitd.mockupstream.script import Completion, message_text, plan_completion
+from circuitd.mockupstream.script import Completion, mentions_weather, plan_completion
 
 __all__ = [
     "MessagesRequest",
@@ -235,9 +235,7 @@ def _tool(request: MessagesRequest, view: PromptView, force: bool | None) -> Too
         return tools[0]
     if kind == "none":
         return None
-    last = view.messages[-1]
-    mentions = last.role == "user" and "weather" in message_text(last.content).lower()
-    return tools[0] if mentions else None
+    return tools[0] if mentions_weather(view.messages) else None
 
 
 _encode = msgspec.json.Encoder().encode

@@ -35,7 +35,7 @@ import msgspec
 from circuitd.mockupstream import gemini_render
 from circuitd.mockupstream.anthropic import Reply, Turn, call_reply
 from circuitd.mockupstream.faults import Fault
-from circuitd.mockupstream.script import message_text, plan_completion
+from circuitd.mockupstream.script import mentions_weather, plan_completion
 
 __all__ = [
     "GenerateContentRequest",
@@ -206,9 +206,7 @@ def _function(
         return next((f for f in functions if f.name in allowed), functions[0])
     if mode == "NONE":
         return None
-    last = view.messages[-1]
-    mentions = last.role == "user" and "weather" in message_text(last.content).lower()
-    return functions[0] if mentions else None
+    return functions[0] if mentions_weather(view.messages) else None
 
 
 def plan_reply(request: GenerateContentRequest, fault: Fault) -> Reply:

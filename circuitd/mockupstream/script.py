@@ -151,6 +151,13 @@ def message_text(content: object) -> str:
     return ""
 
 
+def mentions_weather(messages: Sequence[MessageLike]) -> bool:
+    """Whether the last turn is the user's text mentioning "weather": then a request that
+    leaves the choice to the model ("auto") gets a tool call, in every dialect."""
+    last = messages[-1]
+    return last.role == "user" and "weather" in message_text(last.content).lower()
+
+
 def estimate_prompt_tokens(messages: Sequence[MessageLike]) -> int:
     return 3 + sum(4 + (len(message_text(m.content)) + 3) // 4 for m in messages)
 
