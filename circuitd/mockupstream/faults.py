@@ -57,9 +57,9 @@ class Fault(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaul
     # overloaded_error; Gemini: `data: {"error": ...}` 503 UNAVAILABLE) and the end of the
     # response; 0: the error is the first event.
     error_event_after: NonNegative | None = None
-    # Anthropic and Gemini dialects: true forces a tool call answer (when the request has
-    # tools), false forbids it; unset: as the request asks (tool_choice / toolConfig, or
-    # "weather" in the last turn).
+    # Every dialect (and the in-process mock provider): true forces a tool call answer (when
+    # the request has tools), false forbids it; unset: as the request asks (tool_choice /
+    # toolConfig, or "weather" in the last turn).
     tool_call: bool | None = None
 
     def over(self, base: Fault | None) -> Fault:

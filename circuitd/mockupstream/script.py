@@ -1,4 +1,4 @@
-"""What the mock says: deterministic completions and their OpenAI wire rendering (sans-I/O).
+"""What the mock says: deterministic completions (sans-I/O); `openai_render` writes them.
 
 Shared by `circuitd mock-upstream` (over sockets) and circuitd's in-process mock provider, so
 that both give the same text and usage for the same request.
@@ -10,10 +10,6 @@ that both give the same text and usage for the same request.
 - `estimate_prompt_tokens(messages)`: ~4 characters per token + 4 per message + 3 for the
   reply priming. Deliberately simpler than `circuitd.core.tokens`: the provider's count is
   *its own*, and tests can tell provider usage from the gateway's estimate.
-- `render_completion(...)` -> a `chat.completion` JSON body.
-- `render_stream(...)` -> `StreamPayloads`: the `chat.completion.chunk` JSON payloads in
-  OpenAI's order (role chunk, content chunks, finish chunk, optional usage chunk with
-  `"choices": []`, then `[DONE]`); `sse(payload)` frames one as `data: ...\\n\\n`.
 """
 
 from __future__ import annotations
@@ -24,26 +20,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import msgspec
-from msgspec import UNSET, UnsetType
-
 __all__ = [
     "DEFAULT_TOKENS",
-    "DONE",
     "ChatRequestLike",
     "Completion",
     "MessageLike",
-    "StreamPayloads",
     "estimate_prompt_tokens",
+    "mentions_weather",
+    "message_text",
     "plan_completion",
-    "render_completion",
-    "render_stream",
-    "sse",
 ]
 
 DEFAULT_TOKENS = (16, 48)  # inclusive range of the hash-chosen length when none is asked for
-DONE = b"[DONE]"
-SYSTEM_FINGERPRINT = "fp_circuitd_mock"
 
 _VOCABULARY = [
     "the",
@@ -228,132 +216,3 @@ def plan_completion(
         completion_tokens=len(words),
         finish_reason=finish_reason,
     )
-
-
-# -- wire rendering -------------------------------------------------------------------------
-
-
-class _PromptDetails(msgspec.Struct):
-    cached_tokens: int = 0
-    audio_tokens: int = 0
-
-
-class _CompletionDetails(msgspec.Struct):
-    reasoning_tokens: int = 0
-    audio_tokens: int = 0
-    accepted_prediction_tokens: int = 0
-    rejected_prediction_tokens: int = 0
-
-
-class _Usage(msgspec.Struct):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-    prompt_tokens_details: _PromptDetails
-    completion_tokens_details: _CompletionDetails
-
-
-class _Message(msgspec.Struct, kw_only=True):
-    role: str = "assistant"
-    content: str
-    refusal: None = None
-    annotations: list[object] = []
-
-
-class _Choice(msgspec.Struct, kw_only=True):  # fields in OpenAI's order
-    index: int = 0
-    message: _Message
-    logprobs: None = None
-    finish_reason: str
-
-
-class _Body(msgspec.Struct, kw_only=True):
-    id: str
-    object: str = "chat.completion"
-    created: int
-    model: str
-    choices: list[_Choice]
-    usage: _Usage | UnsetType = UNSET  # UNSET fields are left out of the JSON
-    service_tier: str = "default"
-    system_fingerprint: str = SYSTEM_FINGERPRINT
-
-
-class _Delta(msgspec.Struct):
-    role: str | UnsetType = UNSET
-    content: str | UnsetType = UNSET
-
-
-class _ChunkChoice(msgspec.Struct, kw_only=True):
-    index: int = 0
-    delta: _Delta
-    logprobs: None = None
-    finish_reason: str | None = None
-
-
-class _Chunk(msgspec.Struct, kw_only=True):
-    id: str
-    object: str = "chat.completion.chunk"
-    created: int
-    model: str
-    service_tier: str = "default"
-    system_fingerprint: str = SYSTEM_FINGERPRINT
-    choices: list[_ChunkChoice]
-    usage: _Usage | UnsetType | None = UNSET  # null on every chunk when usage was asked for
-
-
-_encode = msgspec.json.Encoder().encode
-
-
-def _usage(plan: Completion) -> _Usage:
-    return _Usage(
-        plan.prompt_tokens,
-        plan.completion_tokens,
-        plan.total_tokens,
-        _PromptDetails(),
-        _CompletionDetails(),
-    )
-
-
-def render_completion(
-    plan: Completion, *, id: str, created: int, model: str, include_usage: bool = True
-) -> bytes:
-    choice = _Choice(message=_Message(content=plan.text), finish_reason=plan.finish_reason)
-    usage = _usage(plan) if include_usage else UNSET
-    return _encode(_Body(id=id, created=created, model=model, choices=[choice], usage=usage))
-
-
-@dataclass(frozen=True, slots=True)
-class StreamPayloads:
-    """Event payloads (JSON, or `[DONE]`) split where fault injection needs to act."""
-
-    head: bytes  # the role chunk: delta {"role": "assistant", "content": ""}
-    content: list[bytes]  # one per piece
-    tail: list[bytes]  # the finish chunk, the usage chunk if any, then [DONE]
-
-    def all(self) -> list[bytes]:
-        return [self.head, *self.content, *self.tail]
-
-
-def render_stream(
-    plan: Completion, *, id: str, created: int, model: str, include_usage: bool
-) -> StreamPayloads:
-    usage_field: UnsetType | None = None if include_usage else UNSET
-
-    def chunk(delta: _Delta, finish_reason: str | None = None) -> bytes:
-        choice = _ChunkChoice(delta=delta, finish_reason=finish_reason)
-        return _encode(
-            _Chunk(id=id, created=created, model=model, choices=[choice], usage=usage_field)
-        )
-
-    head = chunk(_Delta(role="assistant", content=""))
-    content = [chunk(_Delta(content=piece)) for piece in plan.pieces]
-    tail = [chunk(_Delta(), plan.finish_reason)]
-    if include_usage:
-        last = _Chunk(id=id, created=created, model=model, choices=[], usage=_usage(plan))
-        tail.append(_encode(last))
-    tail.append(DONE)
-    return StreamPayloads(head, content, tail)
-
-
-def sse(payload: bytes) -> bytes:
-    return b"data: " + payload + b"\n\n"

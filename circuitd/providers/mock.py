@@ -1,14 +1,14 @@
 """The built-in mock provider: deterministic text and realistic usage, no network.
 
-It answers like `circuitd mock-upstream` (the same `script` and the same `"mock"` fault
-object in the request body), but in-process, so `PROVIDER=MOCK` needs nothing else running.
+It answers like `circuitd mock-upstream` (the same `mockupstream.chat` answers, tool calls
+included, and the same `"mock"` fault object in the request body, `error_event_after` and
+`tool_call` included), but in-process, so `PROVIDER=MOCK` needs nothing else running.
 Latency and chunk delays are real `trio.sleep`s: the mock stands in for a provider's timing.
 """
 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,30 +17,31 @@ import trio
 
 from circuitd.config import MockConfig
 from circuitd.core.embeddings import InputError
+from circuitd.mockupstream.chat import chat_decoder, plan_chat
 from circuitd.mockupstream.embeddings import decode_embeddings, render_embeddings
-from circuitd.mockupstream.faults import NO_FAULT, Fault, error_body
-from circuitd.mockupstream.script import plan_completion, render_completion, render_stream
+from circuitd.mockupstream.faults import (
+    CUT,
+    DELAY,
+    NO_FAULT,
+    STALL,
+    Fault,
+    Frames,
+    error_body,
+    stream_steps,
+)
 from circuitd.providers.base import Deployment, UpstreamCall, UpstreamFailure
-from circuitd.wire.openai import Message, StreamOptions
+
+__all__ = ["MockProvider", "MockReply"]
 
 _JSON = b"application/json"
 
 
-class MockRequest(msgspec.Struct, frozen=True):
-    model: str
-    messages: list[Message]
-    stream: bool | None = False
-    stream_options: StreamOptions | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    mock: Fault | None = None
-
-
-_decoder = msgspec.json.Decoder(MockRequest)
+def _payload(payload: bytes) -> bytes:
+    return payload
 
 
 class MockReply:
-    __slots__ = ("_payloads", "body", "content_type", "fault", "retry_after", "status")
+    __slots__ = ("_frames", "body", "content_type", "fault", "retry_after", "status")
 
     def __init__(
         self,
@@ -48,42 +49,40 @@ class MockReply:
         body: bytes = b"",
         *,
         fault: Fault = NO_FAULT,
-        payloads: list[bytes] | None = None,
+        frames: Frames | None = None,
     ) -> None:
         self.status = status
         self.body = body
         self.fault = fault
         self.retry_after = None if fault.retry_after is None else f"{fault.retry_after:g}"
         self.content_type = _JSON
-        self._payloads = payloads or []
+        self._frames = frames
 
     async def read(self) -> bytes:
         return self.body
 
     async def batches(self) -> AsyncGenerator[list[str], None]:
-        """What is ready at once comes as one batch, as from a real upstream's socket: all
-        of it without a chunk delay; a chunk at a time with one."""
-        fault = self.fault
-        delay = (fault.chunk_delay_ms or 0) / 1000
+        """The stream's payloads with the fault's steps between them, as `circuitd
+        mock-upstream` sends its events (`faults.stream_steps`). What is ready at once comes
+        as one batch, as from a real upstream's socket: all of it without a chunk delay; the
+        payloads between two delays with one. A cut is an `UpstreamFailure`."""
+        if self._frames is None:  # a JSON answer: no events
+            return
+        delay = (self.fault.chunk_delay_ms or 0) / 1000
         batch: list[str] = []
-        # payloads[0] is the role chunk; "after k chunks" counts content chunks after it.
-        for index, payload in enumerate(self._payloads):
-            content_index = index - 1
-            if content_index >= 0:
-                stall = fault.stall_after is not None and content_index >= fault.stall_after
-                cut = fault.cut_after is not None and content_index >= fault.cut_after
-                if batch and (stall or cut or delay):
-                    yield batch
-                    batch = []
-                if stall:
-                    await trio.sleep_forever()
-                if cut:
-                    raise UpstreamFailure("mock: connection cut")
-                if fault.malformed_after is not None and content_index == fault.malformed_after:
-                    batch.append("{not json")
-                if delay:
-                    await trio.sleep(delay)
-            batch.append(payload.decode())
+        for step in stream_steps(self._frames, self.fault):
+            if isinstance(step, bytes):
+                batch.append(step.decode())
+                continue
+            if batch:
+                yield batch
+                batch = []
+            if step is DELAY:
+                await trio.sleep(delay)
+            elif step is STALL:
+                await trio.sleep_forever()
+            elif step is CUT:
+                raise UpstreamFailure("mock: connection cut")
         if batch:
             yield batch
 
@@ -109,7 +108,7 @@ class MockProvider:
         if call.operation == "embeddings":
             return await self._embeddings(deployment, call)
         try:
-            request = _decoder.decode(call.body)
+            request = chat_decoder.decode(call.body)
         except msgspec.DecodeError as exc:
             return MockReply(400, error_body(400, f"Invalid request: {exc}"))
         fault = (request.mock or NO_FAULT).over(self._defaults)
@@ -117,29 +116,16 @@ class MockProvider:
             await trio.sleep(fault.latency_ms / 1000)
         if fault.status is not None and fault.status >= 300:
             return MockReply(fault.status, error_body(fault.status, fault.message), fault=fault)
-        tokens = fault.tokens if fault.tokens is not None else self._tokens
-        plan = plan_completion(request, tokens=tokens, chunks=fault.chunks)
-        completion_id = f"chatcmpl-mock{next(self._ids):012d}"
-        created = int(time.time())
-        include_usage = not fault.omit_usage
-        if not request.stream:
-            body = render_completion(
-                plan,
-                id=completion_id,
-                created=created,
-                model=deployment.upstream_model,
-                include_usage=include_usage,
-            )
-            return MockReply(200, body, fault=fault)
-        wants_usage = bool(request.stream_options and request.stream_options.include_usage)
-        stream = render_stream(
-            plan,
-            id=completion_id,
-            created=created,
+        answer = plan_chat(
+            request,
+            fault,
+            id=f"chatcmpl-mock{next(self._ids):012d}",
             model=deployment.upstream_model,
-            include_usage=include_usage and wants_usage,
+            tokens=self._tokens,
         )
-        return MockReply(200, fault=fault, payloads=stream.all())
+        if not request.stream:
+            return MockReply(200, answer.json(), fault=fault)
+        return MockReply(200, fault=fault, frames=answer.frames(_payload))
 
     async def _embeddings(self, deployment: Deployment, call: UpstreamCall) -> MockReply:
         try:

@@ -184,3 +184,27 @@ def test_openai_error_event_raises_in_the_sdk(sdk: openai.OpenAI) -> None:
                 extra_body={"mock": {"error_event_after": 0}},
             )
         )
+
+
+def test_openai_tool_call_json_and_streamed_in_the_sdk(sdk: openai.OpenAI) -> None:
+    tool: Any = {
+        "type": "function",
+        "function": {"name": "lookup", "parameters": {"properties": {"q": {"type": "string"}}}},
+    }
+    ask: Any = [{"role": "user", "content": "hi"}]
+    forced = {"mock": {"tool_call": True, "chunks": 2}}
+    whole = sdk.chat.completions.create(model="m", messages=ask, tools=[tool], extra_body=forced)
+    [call] = whole.choices[0].message.tool_calls or []
+    assert whole.choices[0].finish_reason == "tool_calls"
+    assert call.type == "function" and call.function.name == "lookup"
+    assert json.loads(call.function.arguments) == {"q": "mock"}
+    pieces = [
+        delta.function.arguments
+        for chunk in sdk.chat.completions.create(
+            model="m", messages=ask, tools=[tool], stream=True, extra_body=forced
+        )
+        for choice in chunk.choices
+        for delta in choice.delta.tool_calls or ()
+        if delta.function is not None and delta.function.arguments
+    ]
+    assert len(pieces) == 2 and "".join(pieces) == call.function.arguments

@@ -9,15 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from circuitd.mockupstream.script import (
-    DEFAULT_TOKENS,
-    DONE,
-    estimate_prompt_tokens,
-    plan_completion,
-    render_completion,
-    render_stream,
-    sse,
-)
+from circuitd.mockupstream.openai_render import DONE, render_completion, render_stream, sse
+from circuitd.mockupstream.script import DEFAULT_TOKENS, estimate_prompt_tokens, plan_completion
 from circuitd.wire.openai import ChatRequestView, Message
 
 
