@@ -19,14 +19,29 @@ from __future__ import annotations
 
 import msgspec
 
+from circuitd.core.sse import encode_event
 from circuitd.mockupstream.anthropic import Reply
 from circuitd.mockupstream.faults import Frames
+from circuitd.wire.anthropic_events import (
+    BlockDelta,
+    BlockStart,
+    BlockStop,
+    JsonDelta,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    OutputUsage,
+    StopDelta,
+    TextDelta,
+    frame,
+)
+from circuitd.wire.anthropic_inbound_answer import ErrorEvent, ErrorObject, Message, MessageUsage
+from circuitd.wire.anthropic_request import TextBlock, ToolUseBlock
 
 __all__ = [
     "MODELS",
     "error_body",
     "error_type",
-    "event",
     "models_body",
     "render_events",
     "render_message",
@@ -49,92 +64,20 @@ _ERRORS: dict[int, tuple[str, str]] = {
 
 
 _encode = msgspec.json.Encoder().encode
+# Anthropic's own ping, its space included (the other events are written as msgspec does).
+_PING = encode_event(b'{"type": "ping"}', event="ping")
 
 
-class _Usage(msgspec.Struct):  # Anthropic's field order
-    input_tokens: int
-    cache_creation_input_tokens: int
-    cache_read_input_tokens: int
-    output_tokens: int
-    service_tier: str = "standard"
+def _usage(input_tokens: int, output_tokens: int) -> MessageUsage:
+    return MessageUsage(input_tokens, 0, 0, output_tokens, service_tier="standard")
 
 
-class _TextBlock(msgspec.Struct, tag="text", tag_field="type"):
-    text: str
-
-
-class _ToolUseBlock(msgspec.Struct, tag="tool_use", tag_field="type"):
-    id: str
-    name: str
-    input: msgspec.Raw
-
-
-class _Message(msgspec.Struct, kw_only=True, tag="message", tag_field="type"):
-    id: str
-    role: str = "assistant"
-    model: str
-    content: list[_TextBlock | _ToolUseBlock]
-    stop_reason: str | None
-    stop_sequence: None = None
-    usage: _Usage
-
-
-class _MessageStart(msgspec.Struct, tag="message_start", tag_field="type"):
-    message: _Message
-
-
-class _BlockStart(msgspec.Struct, tag="content_block_start", tag_field="type"):
-    index: int
-    content_block: _TextBlock | _ToolUseBlock
-
-
-class _TextDelta(msgspec.Struct, tag="text_delta", tag_field="type"):
-    text: str
-
-
-class _JsonDelta(msgspec.Struct, tag="input_json_delta", tag_field="type"):
-    partial_json: str
-
-
-class _BlockDelta(msgspec.Struct, tag="content_block_delta", tag_field="type"):
-    index: int
-    delta: _TextDelta | _JsonDelta
-
-
-class _StopReason(msgspec.Struct):
-    stop_reason: str
-    stop_sequence: None = None
-
-
-class _OutputUsage(msgspec.Struct):
-    output_tokens: int
-
-
-class _MessageDelta(msgspec.Struct, tag="message_delta", tag_field="type"):
-    delta: _StopReason
-    usage: _OutputUsage
-
-
-class _ErrorObject(msgspec.Struct):
-    type: str
-    message: str
-
-
-class _Error(msgspec.Struct, tag="error", tag_field="type", omit_defaults=True):
-    error: _ErrorObject
-    request_id: str | None = None
-
-
-def _usage(input_tokens: int, output_tokens: int) -> _Usage:
-    return _Usage(input_tokens, 0, 0, output_tokens)
-
-
-def _block(reply: Reply, tool_id: str, *, whole: bool) -> _TextBlock | _ToolUseBlock:
+def _block(reply: Reply, tool_id: str, *, whole: bool) -> TextBlock | ToolUseBlock:
     if reply.tool is not None:
-        arguments = reply.tool.arguments if whole else b"{}"
-        return _ToolUseBlock(tool_id, reply.tool.name, msgspec.Raw(arguments))
+        arguments = msgspec.json.decode(reply.tool.arguments) if whole else {}
+        return ToolUseBlock(tool_id, reply.tool.name, arguments)
     assert reply.text is not None
-    return _TextBlock(reply.text.text if whole else "")
+    return TextBlock(reply.text.text if whole else "")
 
 
 def render_message(
@@ -142,7 +85,7 @@ def render_message(
 ) -> bytes:
     """The JSON answer: a `message` object."""
     scale = 0 if omit_usage else 1
-    message = _Message(
+    message = Message(
         id=id,
         model=model,
         content=[_block(reply, tool_id, whole=True)],
@@ -150,10 +93,6 @@ def render_message(
         usage=_usage(reply.input_tokens * scale, reply.output_tokens * scale),
     )
     return _encode(message)
-
-
-def event(name: str, payload: bytes) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + payload + b"\n\n"
 
 
 def render_events(
@@ -167,7 +106,7 @@ def render_events(
 ) -> Frames:
     """The SSE answer, split for fault injection (see the module's rules)."""
     scale = 0 if omit_usage else 1
-    start = _Message(
+    start = Message(
         id=id,
         model=model,
         content=[],
@@ -175,33 +114,28 @@ def render_events(
         usage=_usage(reply.input_tokens * scale, scale),
     )
     head = [
-        event("message_start", _encode(_MessageStart(start))),
-        event("content_block_start", _encode(_BlockStart(0, _block(reply, tool_id, whole=False)))),
-        event("ping", b'{"type": "ping"}'),
+        frame("message_start", MessageStart(start)),
+        frame("content_block_start", BlockStart(0, _block(reply, tool_id, whole=False))),
+        _PING,
     ]
     tool = reply.tool is not None
     content = [
-        event(
-            "content_block_delta",
-            _encode(_BlockDelta(0, _JsonDelta(piece) if tool else _TextDelta(piece))),
-        )
+        frame("content_block_delta", BlockDelta(0, JsonDelta(piece) if tool else TextDelta(piece)))
         for piece in reply.deltas
     ]
-    finish = _MessageDelta(
-        _StopReason(reply.stop_reason), _OutputUsage(reply.output_tokens * scale)
-    )
+    finish = MessageDelta(StopDelta(reply.stop_reason), OutputUsage(reply.output_tokens * scale))
     tail = [
-        event("content_block_stop", b'{"type":"content_block_stop","index":0}'),
-        event("message_delta", _encode(finish)),
-        event("message_stop", b'{"type":"message_stop"}'),
+        frame("content_block_stop", BlockStop(0)),
+        frame("message_delta", finish),
+        frame("message_stop", MessageStop()),
     ]
-    overloaded = _Error(_ErrorObject("overloaded_error", error_message or "Overloaded"))
+    overloaded = ErrorEvent(ErrorObject("overloaded_error", error_message or "Overloaded"))
     return Frames(
         head=head,
         content=content,
         tail=tail,
-        malformed=event("content_block_delta", b"{not json"),
-        error=event("error", _encode(overloaded)),
+        malformed=encode_event(b"{not json", event="content_block_delta"),
+        error=frame("error", overloaded),
     )
 
 
@@ -216,7 +150,7 @@ def error_type(status: int) -> tuple[str, str]:
 
 def error_body(status: int, message: str | None = None, *, request_id: str | None = None) -> bytes:
     kind, default = error_type(status)
-    return _encode(_Error(_ErrorObject(kind, message or default), request_id))
+    return _encode(ErrorEvent(ErrorObject(kind, message or default), request_id))
 
 
 def models_body(created_at: str = "2025-01-01T00:00:00Z") -> bytes:

@@ -85,6 +85,7 @@ class MessageUsage(msgspec.Struct):  # Anthropic's field order
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
     output_tokens: int = 0
+    service_tier: str | msgspec.UnsetType = msgspec.UNSET  # the mock upstream names its tier
 
 
 class Message(msgspec.Struct, kw_only=True, tag="message", tag_field="type"):

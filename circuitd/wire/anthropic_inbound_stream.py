@@ -29,7 +29,19 @@ from typing import Any
 
 import msgspec
 
-from circuitd.core.sse import encode_event
+from circuitd.wire.anthropic_events import (
+    BlockDelta,
+    BlockStart,
+    BlockStop,
+    JsonDelta,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Ping,
+    StopDelta,
+    TextDelta,
+    frame,
+)
 from circuitd.wire.anthropic_inbound_answer import (
     ErrorEvent,
     ErrorObject,
@@ -43,53 +55,6 @@ from circuitd.wire.anthropic_request import TextBlock, ToolUseBlock
 from circuitd.wire.openai import Usage
 
 __all__ = ["ChunkTranslator"]
-
-
-# --- Anthropic events ----------------------------------------------------------------------
-
-
-class _MessageStart(msgspec.Struct, tag="message_start", tag_field="type"):
-    message: Message
-
-
-class _Ping(msgspec.Struct, tag="ping", tag_field="type"):
-    pass
-
-
-class _BlockStart(msgspec.Struct, tag="content_block_start", tag_field="type"):
-    index: int
-    content_block: TextBlock | ToolUseBlock
-
-
-class _TextDelta(msgspec.Struct, tag="text_delta", tag_field="type"):
-    text: str
-
-
-class _JsonDelta(msgspec.Struct, tag="input_json_delta", tag_field="type"):
-    partial_json: str
-
-
-class _BlockDelta(msgspec.Struct, tag="content_block_delta", tag_field="type"):
-    index: int
-    delta: _TextDelta | _JsonDelta
-
-
-class _BlockStop(msgspec.Struct, tag="content_block_stop", tag_field="type"):
-    index: int
-
-
-class _StopDelta(msgspec.Struct):
-    stop_reason: str
-    stop_sequence: str | None
-
-
-class _MessageDelta(msgspec.Struct, tag="message_delta", tag_field="type"):
-    delta: _StopDelta
-    usage: MessageUsage
-
-
-class _MessageStop(msgspec.Struct, tag="message_stop", tag_field="type"):
-    pass
 
 
 # --- OpenAI chunks: no stricter than the relay's `wire.openai.ChunkView` --------------------
@@ -128,12 +93,7 @@ class _Chunk(msgspec.Struct, frozen=True):
 
 
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
-_encoder = msgspec.json.Encoder()
-_PING = encode_event(_encoder.encode(_Ping()), event="ping")
-
-
-def _event(name: str, event: msgspec.Struct) -> bytes:
-    return encode_event(_encoder.encode(event), event=name)
+_PING = frame("ping", Ping())
 
 
 class ChunkTranslator:
@@ -201,12 +161,12 @@ class ChunkTranslator:
         self._close(out)
         reason, sequence = stop_reason(self._finish, self._matched, self._stop_sequences)
         out.append(
-            _event(
+            frame(
                 "message_delta",
-                _MessageDelta(_StopDelta(reason, sequence), message_usage(self._usage)),
+                MessageDelta(StopDelta(reason, sequence), message_usage(self._usage)),
             )
         )
-        out.append(_event("message_stop", _MessageStop()))
+        out.append(frame("message_stop", MessageStop()))
         return b"".join(out)
 
     @staticmethod
@@ -216,7 +176,7 @@ class ChunkTranslator:
         message = error.get("message")
         kind = "overloaded_error" if error.get("code") == "service_unavailable" else "api_error"
         text = message if isinstance(message, str) and message else "Upstream stream failed."
-        return _event("error", ErrorEvent(ErrorObject(kind, text)))
+        return frame("error", ErrorEvent(ErrorObject(kind, text)))
 
     def _start(self, chunk: _Chunk, out: list[bytes]) -> None:
         self._started = True
@@ -228,7 +188,7 @@ class ChunkTranslator:
             stop_reason=None,
             usage=MessageUsage(),
         )
-        out.append(_event("message_start", _MessageStart(message)))
+        out.append(frame("message_start", MessageStart(message)))
         out.append(_PING)
 
     def _open_block(self, block: TextBlock | ToolUseBlock, out: list[bytes]) -> int:
@@ -236,19 +196,19 @@ class ChunkTranslator:
         index = self._open = self._blocks
         self._blocks += 1
         self._open_text = isinstance(block, TextBlock)
-        out.append(_event("content_block_start", _BlockStart(index, block)))
+        out.append(frame("content_block_start", BlockStart(index, block)))
         return index
 
     def _close(self, out: list[bytes]) -> None:
         if self._open is not None:
-            out.append(_event("content_block_stop", _BlockStop(self._open)))
+            out.append(frame("content_block_stop", BlockStop(self._open)))
             self._open = None
 
     def _text(self, text: str, out: list[bytes]) -> None:
         if self._open is None or not self._open_text:
             self._open_block(TextBlock(""), out)
         assert self._open is not None
-        out.append(_event("content_block_delta", _BlockDelta(self._open, _TextDelta(text))))
+        out.append(frame("content_block_delta", BlockDelta(self._open, TextDelta(text))))
 
     def _tool_call(self, raw: object, out: list[bytes]) -> None:
         try:
@@ -264,4 +224,4 @@ class ChunkTranslator:
             index = self._tools[key] = self._open_block(block, out)
         arguments = function.arguments
         if isinstance(arguments, str) and arguments:
-            out.append(_event("content_block_delta", _BlockDelta(index, _JsonDelta(arguments))))
+            out.append(frame("content_block_delta", BlockDelta(index, JsonDelta(arguments))))
