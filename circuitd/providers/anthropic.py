@@ -14,23 +14,20 @@ against the deployment.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import Mapping
 
 import httpx
-import msgspec
 
-from circuitd.providers.base import (
-    Deployment,
-    UnsupportedRequest,
-    UpstreamCall,
-    UpstreamFailure,
+from circuitd.providers.base import Deployment, UpstreamCall
+from circuitd.providers.translating import (
+    StreamTranslation,
+    TranslatedReply,
+    TranslatingProvider,
+    upstream_headers,
 )
-from circuitd.providers.http import post, read_all, sse_batches, translated
 from circuitd.wire.anthropic import (
     AnthropicStreamTranslator,
     StreamError,
-    TranslationError,
     anthropic_error_to_openai,
     anthropic_response_to_openai,
     openai_request_to_anthropic,
@@ -41,44 +38,26 @@ __all__ = ["API_VERSION", "DEFAULT_BASE_URL", "AnthropicProvider", "AnthropicRep
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-_JSON = b"application/json"
 
 
-class AnthropicReply:
-    """An Anthropic answer, read or streamed in the OpenAI wire format. `content_type` is
-    always JSON: `read()` returns translated JSON whatever the upstream sent."""
+class AnthropicReply(TranslatedReply):
+    """An Anthropic answer, read or streamed in the OpenAI wire format."""
 
-    __slots__ = ("_created", "_model", "_response", "content_type", "retry_after", "status")
+    answer_name, dialect = "Anthropic message", "Anthropic"
+    __slots__ = ()
 
-    def __init__(self, response: httpx.Response, *, model: str, created: int) -> None:
-        self._response = response
-        self._model = model
-        self._created = created
-        self.status = response.status_code
-        self.retry_after = response.headers.get("retry-after")
-        self.content_type = _JSON
+    def _answer(self, body: bytes) -> bytes:
+        return anthropic_response_to_openai(body, model=self._model, created=self._created)
 
-    async def read(self) -> bytes:
-        body = await read_all(self._response)
-        if not 200 <= self.status < 300:
-            return anthropic_error_to_openai(self.status, body)
-        try:
-            return anthropic_response_to_openai(body, model=self._model, created=self._created)
-        except msgspec.DecodeError as exc:
-            raise UpstreamFailure(f"malformed Anthropic message: {exc}") from exc
+    def _error(self, body: bytes) -> bytes:
+        return anthropic_error_to_openai(self.status, body)
 
-    async def batches(self) -> AsyncGenerator[list[str], None]:
+    def _stream(self) -> StreamTranslation:
         translator = AnthropicStreamTranslator(self._model, self._created)
-        try:
-            batches = translated(
-                sse_batches(self._response), lambda e: translator.feed(e.event, e.data)
-            )
-            async with aclosing(batches):
-                async for batch in batches:
-                    yield batch
-        except StreamError as exc:
-            status = ERROR_EVENT_STATUS.get(exc.error_type, 500)
-            raise UpstreamFailure(f"Anthropic stream error: {exc}", status=status) from exc
+        return (lambda e: translator.feed(e.event, e.data)), lambda: ()  # ends at message_stop
+
+    def _event_status(self, error: StreamError) -> int:
+        return ERROR_EVENT_STATUS.get(error.error_type, 500)
 
 
 # The HTTP status each Anthropic error type is answered with when it is not an event.
@@ -95,7 +74,7 @@ ERROR_EVENT_STATUS = {
 }
 
 
-class AnthropicProvider:
+class AnthropicProvider(TranslatingProvider):
     kind = "anthropic"
 
     def __init__(
@@ -109,14 +88,10 @@ class AnthropicProvider:
         default_max_tokens: int = DEFAULT_MAX_TOKENS,
         version: str = API_VERSION,
     ) -> None:
-        self.name = name
-        self._client = client
-        self._url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
+        own = {"anthropic-version": version}
+        super().__init__(name, client, upstream_headers(headers, own, ("x-api-key", api_key)))
+        self._messages_url = (base_url or DEFAULT_BASE_URL).rstrip("/") + "/v1/messages"
         self._default_max_tokens = default_max_tokens
-        self._headers = {"content-type": "application/json", "anthropic-version": version}
-        self._headers.update({key.lower(): value for key, value in (headers or {}).items()})
-        if api_key:
-            self._headers["x-api-key"] = api_key
 
     def _max_tokens(self, deployment: Deployment) -> int:
         """The `max_tokens` sent when the client gives none: the adapter's default, capped
@@ -124,22 +99,17 @@ class AnthropicProvider:
         cap = deployment.max_output_tokens
         return min(self._default_max_tokens, cap) if cap else self._default_max_tokens
 
-    @asynccontextmanager
-    async def open(
-        self, deployment: Deployment, call: UpstreamCall
-    ) -> AsyncIterator[AnthropicReply]:
-        try:
-            body = openai_request_to_anthropic(
-                call.body,
-                upstream_model=deployment.upstream_model,
-                default_max_tokens=self._max_tokens(deployment),
-            )
-        except TranslationError as exc:
-            raise UnsupportedRequest(str(exc)) from exc
-        async with post(self._client, self._url, body, self._headers, deployment) as response:
-            yield AnthropicReply(
-                response, model=deployment.upstream_model, created=int(time.time())
-            )
+    def _translate(self, deployment: Deployment, call: UpstreamCall) -> bytes:
+        return openai_request_to_anthropic(
+            call.body,
+            upstream_model=deployment.upstream_model,
+            default_max_tokens=self._max_tokens(deployment),
+        )
 
-    async def aclose(self) -> None:
-        """The shared client is owned (and closed) by the gateway."""
+    def _url(self, deployment: Deployment, call: UpstreamCall) -> str:
+        return self._messages_url
+
+    def _reply(
+        self, response: httpx.Response, deployment: Deployment, call: UpstreamCall
+    ) -> AnthropicReply:
+        return AnthropicReply(response, model=deployment.upstream_model, created=int(time.time()))

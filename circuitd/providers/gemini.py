@@ -20,24 +20,20 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import Mapping
 from urllib.parse import quote
 
 import httpx
-import msgspec
 
-from circuitd.providers.base import (
-    Deployment,
-    UnsupportedRequest,
-    UpstreamCall,
-    UpstreamFailure,
+from circuitd.providers.base import Deployment, UpstreamCall
+from circuitd.providers.translating import (
+    StreamTranslation,
+    TranslatedReply,
+    TranslatingProvider,
+    upstream_headers,
 )
-from circuitd.providers.http import post, read_all, sse_batches, translated
 from circuitd.wire.gemini import (
     GeminiStreamTranslator,
-    StreamError,
-    TranslationError,
     gemini_error_to_openai,
     gemini_response_to_openai,
     openai_request_to_gemini,
@@ -48,7 +44,6 @@ __all__ = ["API_VERSION", "DEFAULT_BASE_URL", "GeminiProvider", "GeminiReply", "
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
-_JSON = b"application/json"
 _VERSIONED = re.compile(r"/v\d+(?:(?:alpha|beta)\d*)?$")
 
 
@@ -63,59 +58,34 @@ def model_url(base_url: str, model: str, *, stream: bool, version: str = API_VER
     return f"{base}/{quote(model, safe='/')}:{method}"
 
 
-class GeminiReply:
-    """A Gemini answer, read or streamed in the OpenAI wire format. `content_type` is always
-    JSON: `read()` returns translated JSON whatever the upstream sent."""
+class GeminiReply(TranslatedReply):
+    """A Gemini answer, read or streamed in the OpenAI wire format."""
 
-    __slots__ = (
-        "_created",
-        "_model",
-        "_request_id",
-        "_response",
-        "content_type",
-        "retry_after",
-        "status",
-    )
+    answer_name, dialect = "Gemini answer", "Gemini"
+    __slots__ = ("_request_id",)
 
     def __init__(
         self, response: httpx.Response, *, model: str, created: int, request_id: str
     ) -> None:
-        self._response = response
-        self._model = model
-        self._created = created
+        super().__init__(response, model=model, created=created)
         self._request_id = request_id
-        self.status = response.status_code
-        self.retry_after = response.headers.get("retry-after")
-        self.content_type = _JSON
 
-    async def read(self) -> bytes:
-        body = await read_all(self._response)
-        if not 200 <= self.status < 300:
-            if self.retry_after is None:  # Gemini tells a 429's wait in the body
-                self.retry_after = retry_delay(body)
-            return gemini_error_to_openai(self.status, body)
-        try:
-            return gemini_response_to_openai(
-                body, model=self._model, created=self._created, request_id=self._request_id
-            )
-        except msgspec.DecodeError as exc:
-            raise UpstreamFailure(f"malformed Gemini answer: {exc}") from exc
+    def _answer(self, body: bytes) -> bytes:
+        return gemini_response_to_openai(
+            body, model=self._model, created=self._created, request_id=self._request_id
+        )
 
-    async def batches(self) -> AsyncGenerator[list[str], None]:
+    def _error(self, body: bytes) -> bytes:
+        if self.retry_after is None:  # Gemini tells a 429's wait in the body
+            self.retry_after = retry_delay(body)
+        return gemini_error_to_openai(self.status, body)
+
+    def _stream(self) -> StreamTranslation:
         translator = GeminiStreamTranslator(self._model, self._created, self._request_id)
-        try:
-            batches = translated(sse_batches(self._response), lambda e: translator.feed(e.data))
-            async with aclosing(batches):
-                async for batch in batches:
-                    yield batch
-            last = list(translator.end())
-            if last:
-                yield last
-        except StreamError as exc:
-            raise UpstreamFailure(f"Gemini stream error: {exc}", status=exc.status) from exc
+        return (lambda e: translator.feed(e.data)), translator.end  # the body just ends
 
 
-class GeminiProvider:
+class GeminiProvider(TranslatingProvider):
     kind = "gemini"
 
     def __init__(
@@ -128,31 +98,23 @@ class GeminiProvider:
         headers: Mapping[str, str] | None = None,
         version: str = API_VERSION,
     ) -> None:
-        self.name = name
-        self._client = client
+        super().__init__(name, client, upstream_headers(headers, {}, ("x-goog-api-key", api_key)))
         self._base_url = base_url or DEFAULT_BASE_URL
         self._version = version
-        self._headers = {"content-type": "application/json"}
-        self._headers.update({key.lower(): value for key, value in (headers or {}).items()})
-        if api_key:
-            self._headers["x-goog-api-key"] = api_key
 
-    @asynccontextmanager
-    async def open(self, deployment: Deployment, call: UpstreamCall) -> AsyncIterator[GeminiReply]:
-        try:
-            body = openai_request_to_gemini(call.body)
-        except TranslationError as exc:
-            raise UnsupportedRequest(str(exc)) from exc
-        url = model_url(
-            self._base_url, deployment.upstream_model, stream=call.stream, version=self._version
+    def _translate(self, deployment: Deployment, call: UpstreamCall) -> bytes:
+        return openai_request_to_gemini(call.body)
+
+    def _url(self, deployment: Deployment, call: UpstreamCall) -> str:
+        model = deployment.upstream_model
+        return model_url(self._base_url, model, stream=call.stream, version=self._version)
+
+    def _reply(
+        self, response: httpx.Response, deployment: Deployment, call: UpstreamCall
+    ) -> GeminiReply:
+        return GeminiReply(
+            response,
+            model=deployment.upstream_model,
+            created=int(time.time()),
+            request_id=call.request_id,
         )
-        async with post(self._client, url, body, self._headers, deployment) as response:
-            yield GeminiReply(
-                response,
-                model=deployment.upstream_model,
-                created=int(time.time()),
-                request_id=call.request_id,
-            )
-
-    async def aclose(self) -> None:
-        """The shared client is owned (and closed) by the gateway."""
