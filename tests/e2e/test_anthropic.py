@@ -9,45 +9,34 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 import trio
-from openai.types.chat import ChatCompletionMessageParam, ChatCompletionToolParam
 
 from circuitd.mockupstream.testing import running_mock_upstream
+from tests.e2e.dialects import (
+    MESSAGES,
+    TOOLS,
+    WEATHER,
+    control,
+    direct_openai_answer,
+    error_event_at_the_start_is_retried,
+    error_event_mid_stream_ends_it_with_an_error,
+    headers_of,
+    openai_sdk,
+    queue_fault,
+    read_stream,
+    stream_text,
+)
 from tests.harness import Running, running_gateway
 
 CLIENT_KEY = "client-secret-key"
 ANTHROPIC_KEY = "sk-ant-upstream-key"
 OPENAI_KEY = "sk-openai-upstream-key"
-MESSAGES: list[ChatCompletionMessageParam] = [
-    {"role": "system", "content": "You are terse."},
-    {"role": "user", "content": "Tell me about circuit breakers."},
-]
-WEATHER: list[ChatCompletionMessageParam] = [
-    {"role": "user", "content": "What's the weather in Paris?"}
-]
-TOOLS: list[ChatCompletionToolParam] = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The current weather at a place.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "location": {"type": "string"},
-                    "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-                },
-                "required": ["location", "unit"],
-            },
-        },
-    }
-]
 
 CONFIG = """
 [retry]
@@ -104,27 +93,8 @@ def config(mocks: tuple[str, str]) -> str:
     )
 
 
-def control(root: str, method: str, path: str, **kwargs: Any) -> Any:
-    response = httpx.request(method, f"{root}/_mock/{path}", timeout=30, **kwargs)
-    response.raise_for_status()
-    return response.json()
-
-
-def queue_fault(root: str, fault: dict[str, Any], count: int | None = 1) -> None:
-    control(root, "POST", "faults", json={"fault": fault, "count": count})
-
-
 def sdk(gateway: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-
-
-def direct_openai_answer(root: str, messages: list[ChatCompletionMessageParam]) -> Any:
-    """The mock's own OpenAI-dialect answer to `messages` (the same words, the same usage)."""
-    answer = httpx.post(
-        f"{root}/v1/chat/completions", json={"model": "m", "messages": messages}, timeout=30
-    ).json()
-    control(root, "POST", "reset")
-    return answer
+    return openai_sdk(gateway, CLIENT_KEY)
 
 
 async def test_json_completion(tmp_path: Path, mocks: tuple[str, str]) -> None:
@@ -155,7 +125,7 @@ async def test_json_completion(tmp_path: Path, mocks: tuple[str, str]) -> None:
 
     [seen] = control(claude, "GET", "requests")
     assert seen["path"] == "/v1/messages"
-    headers = {name.lower(): value for name, value in seen["headers"]}
+    headers = headers_of(seen)
     assert headers["x-api-key"] == ANTHROPIC_KEY
     assert headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in headers
@@ -181,30 +151,18 @@ async def test_stream_content_and_usage(tmp_path: Path, mocks: tuple[str, str]) 
     expected = direct_openai_answer(claude, MESSAGES)
     async with running_gateway(tmp_path, config_text=config(mocks)) as gateway:
         client = sdk(gateway)
-
-        def run(include_usage: bool) -> tuple[str, Any, list[str | None]]:
-            options = {"include_usage": True} if include_usage else openai.omit
-            stream = client.chat.completions.create(
-                model="sonnet", messages=MESSAGES, stream=True, stream_options=options
-            )
-            text, usage, finishes = "", None, []
-            for chunk in stream:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    text += choice.delta.content or ""
-                    finishes.append(choice.finish_reason)
-            return text, usage, finishes
-
-        text, usage, finishes = await trio.to_thread.run_sync(run, True)
-        plain_text, plain_usage, _ = await trio.to_thread.run_sync(run, False)
+        read = await trio.to_thread.run_sync(
+            partial(read_stream, client, "sonnet", MESSAGES, include_usage=True)
+        )
+        plain = await trio.to_thread.run_sync(read_stream, client, "sonnet", MESSAGES)
         await gateway.drain()
-    assert text == plain_text == expected["choices"][0]["message"]["content"]
-    assert [f for f in finishes if f is not None] == ["stop"]
+    assert read.text == plain.text == expected["choices"][0]["message"]["content"]
+    assert read.finishes == ["stop"]
+    usage = read.usage
     assert usage is not None
     assert usage.prompt_tokens == expected["usage"]["prompt_tokens"]
     assert usage.completion_tokens == expected["usage"]["completion_tokens"]
-    assert plain_usage is None  # Anthropic always reports usage; the gateway hid it
+    assert plain.usage is None  # Anthropic always reports usage; the gateway hid it
     assert all(r["body"]["stream"] is True for r in control(claude, "GET", "requests"))
     rows = gateway.rows()
     assert [(r["status"], r["stream"], r["usage_source"]) for r in rows] == [
@@ -289,50 +247,17 @@ async def test_error_event_at_the_start_falls_back(tmp_path: Path, mocks: tuple[
 
 
 async def test_error_event_at_the_start_is_retried(tmp_path: Path, mocks: tuple[str, str]) -> None:
-    claude, _ = mocks
-    queue_fault(claude, {"error_event_after": 0})
-    async with running_gateway(tmp_path, config_text=config(mocks)) as gateway:
-        client = sdk(gateway)
-
-        def run() -> str:
-            stream = client.chat.completions.create(model="sonnet", messages=MESSAGES, stream=True)
-            return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-
-        text = await trio.to_thread.run_sync(run)
-        await gateway.drain()
-    assert text
-    assert control(claude, "GET", "stats")["requests"] == 2
-    [row] = gateway.rows()
-    assert (row["status"], row["attempts"]) == ("ok", 2)
+    await error_event_at_the_start_is_retried(
+        tmp_path, config(mocks), mocks[0], "sonnet", CLIENT_KEY
+    )
 
 
 async def test_error_event_mid_stream_ends_it_with_an_error(
     tmp_path: Path, mocks: tuple[str, str]
 ) -> None:
-    claude, _ = mocks
-    queue_fault(claude, {"error_event_after": 3, "chunks": 10})
-    async with running_gateway(tmp_path, config_text=config(mocks)) as gateway:
-        client = sdk(gateway)
-
-        def run() -> str:
-            text = ""
-            stream = client.chat.completions.create(model="pair", messages=MESSAGES, stream=True)
-            for chunk in stream:
-                for choice in chunk.choices:
-                    text += choice.delta.content or ""
-            return text
-
-        with pytest.raises(openai.APIError):
-            await trio.to_thread.run_sync(run)
-        await gateway.drain()
-    assert control(claude, "GET", "stats")["requests"] == 1  # bytes were relayed: no fallback
-    [row] = gateway.rows()
-    assert (row["status"], row["status_code"], row["usage_source"]) == (
-        "partial",
-        502,
-        "estimated",
+    await error_event_mid_stream_ends_it_with_an_error(
+        tmp_path, config(mocks), mocks[0], CLIENT_KEY
     )
-    assert row["tokens_output"] > 0
 
 
 async def test_fallback_from_a_failing_openai_upstream(
@@ -356,10 +281,10 @@ async def test_fallback_from_a_failing_openai_upstream(
     assert completion.choices[0].message.content == expected["choices"][0]["message"]["content"]
     assert control(oai, "GET", "stats")["statuses"] == {"500": 3}
     [seen] = control(oai, "GET", "requests")[:1]
-    oai_headers = {name.lower(): value for name, value in seen["headers"]}
+    oai_headers = headers_of(seen)
     assert oai_headers["authorization"] == f"Bearer {OPENAI_KEY}"
     [seen] = control(claude, "GET", "requests")
-    claude_headers = {name.lower(): value for name, value in seen["headers"]}
+    claude_headers = headers_of(seen)
     assert claude_headers["x-api-key"] == ANTHROPIC_KEY and "authorization" not in claude_headers
     [row] = gateway.rows()
     assert (row["status"], row["provider"], row["usage_source"]) == ("ok", "claude", "provider")
@@ -374,13 +299,7 @@ async def test_failure_between_message_start_and_the_first_delta_falls_back(
     claude, _ = mocks
     queue_fault(claude, {"cut_after": 0})  # message_start, content_block_start, ping, then cut
     async with running_gateway(tmp_path, config_text=config(mocks)) as gateway:
-        client = sdk(gateway)
-
-        def run() -> str:
-            stream = client.chat.completions.create(model="pair", messages=MESSAGES, stream=True)
-            return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-
-        text = await trio.to_thread.run_sync(run)
+        text = await trio.to_thread.run_sync(stream_text, sdk(gateway), "pair", MESSAGES)
         await gateway.drain()
     assert text
     [row] = gateway.rows()

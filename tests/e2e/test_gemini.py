@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,19 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from circuitd.mockupstream.gemini_render import signature
 from circuitd.mockupstream.testing import running_mock_upstream
-from tests.e2e.test_anthropic import (
+from tests.e2e.dialects import (
     MESSAGES,
     TOOLS,
     WEATHER,
     control,
     direct_openai_answer,
+    error_event_at_the_start_is_retried,
+    error_event_mid_stream_ends_it_with_an_error,
+    headers_of,
+    openai_sdk,
     queue_fault,
+    read_stream,
+    stream_text,
 )
 from tests.harness import Running, running_gateway
 
@@ -88,14 +95,7 @@ def config(mocks: tuple[str, str]) -> str:
 
 
 def sdk(gateway: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-
-
-def stream_text(
-    client: openai.OpenAI, model: str, messages: list[ChatCompletionMessageParam]
-) -> str:
-    stream = client.chat.completions.create(model=model, messages=messages, stream=True)
-    return "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    return openai_sdk(gateway, CLIENT_KEY)
 
 
 async def test_json_completion(tmp_path: Path, mocks: tuple[str, str]) -> None:
@@ -124,7 +124,7 @@ async def test_json_completion(tmp_path: Path, mocks: tuple[str, str]) -> None:
 
     [seen] = control(gem, "GET", "requests")
     assert seen["path"] == FLASH
-    headers = {name.lower(): value for name, value in seen["headers"]}
+    headers = headers_of(seen)
     assert headers["x-goog-api-key"] == GEMINI_KEY and "authorization" not in headers
     assert CLIENT_KEY not in json.dumps(seen)
     assert seen["body"] == {
@@ -146,30 +146,18 @@ async def test_stream_content_and_usage(tmp_path: Path, mocks: tuple[str, str]) 
     expected = direct_openai_answer(gem, MESSAGES)
     async with running_gateway(tmp_path, config_text=config(mocks)) as gateway:
         client = sdk(gateway)
-
-        def run(include_usage: bool) -> tuple[str, Any, list[str | None]]:
-            options = {"include_usage": True} if include_usage else openai.omit
-            stream = client.chat.completions.create(
-                model="flash", messages=MESSAGES, stream=True, stream_options=options
-            )
-            text, usage, finishes = "", None, []
-            for chunk in stream:
-                if chunk.usage is not None:
-                    usage = chunk.usage
-                for choice in chunk.choices:
-                    text += choice.delta.content or ""
-                    finishes.append(choice.finish_reason)
-            return text, usage, finishes
-
-        text, usage, finishes = await trio.to_thread.run_sync(run, True)
-        plain_text, plain_usage, _ = await trio.to_thread.run_sync(run, False)
+        read = await trio.to_thread.run_sync(
+            partial(read_stream, client, "flash", MESSAGES, include_usage=True)
+        )
+        plain = await trio.to_thread.run_sync(read_stream, client, "flash", MESSAGES)
         await gateway.drain()
-    assert text == plain_text == expected["choices"][0]["message"]["content"]
-    assert [f for f in finishes if f is not None] == ["stop"]
+    assert read.text == plain.text == expected["choices"][0]["message"]["content"]
+    assert read.finishes == ["stop"]
+    usage = read.usage
     assert usage is not None
     assert usage.prompt_tokens == expected["usage"]["prompt_tokens"]
     assert usage.completion_tokens == expected["usage"]["completion_tokens"]
-    assert plain_usage is None  # Gemini always reports usage; the gateway hid it
+    assert plain.usage is None  # Gemini always reports usage; the gateway hid it
     assert {r["path"] for r in control(gem, "GET", "requests")} == {FLASH_STREAM}
     rows = gateway.rows()
     assert [(r["status"], r["stream"], r["usage_source"]) for r in rows] == [
@@ -292,34 +280,17 @@ async def test_a_bad_request_is_not_retried(tmp_path: Path, mocks: tuple[str, st
 
 
 async def test_error_event_at_the_start_is_retried(tmp_path: Path, mocks: tuple[str, str]) -> None:
-    gem, _ = mocks
-    queue_fault(gem, {"error_event_after": 0})
-    async with running_gateway(tmp_path, config_text=config(mocks)) as gateway:
-        text = await trio.to_thread.run_sync(stream_text, sdk(gateway), "flash", MESSAGES)
-        await gateway.drain()
-    assert text
-    assert control(gem, "GET", "stats")["requests"] == 2
-    [row] = gateway.rows()
-    assert (row["status"], row["attempts"]) == ("ok", 2)
+    await error_event_at_the_start_is_retried(
+        tmp_path, config(mocks), mocks[0], "flash", CLIENT_KEY
+    )
 
 
 async def test_error_event_mid_stream_ends_it_with_an_error(
     tmp_path: Path, mocks: tuple[str, str]
 ) -> None:
-    gem, _ = mocks
-    queue_fault(gem, {"error_event_after": 3, "chunks": 10})
-    async with running_gateway(tmp_path, config_text=config(mocks)) as gateway:
-        with pytest.raises(openai.APIError):
-            await trio.to_thread.run_sync(stream_text, sdk(gateway), "pair", MESSAGES)
-        await gateway.drain()
-    assert control(gem, "GET", "stats")["requests"] == 1  # content was relayed: no fallback
-    [row] = gateway.rows()
-    assert (row["status"], row["status_code"], row["usage_source"]) == (
-        "partial",
-        502,
-        "estimated",
+    await error_event_mid_stream_ends_it_with_an_error(
+        tmp_path, config(mocks), mocks[0], CLIENT_KEY
     )
-    assert row["tokens_output"] > 0
 
 
 async def test_fallback_from_a_failing_gemini_upstream_to_an_openai_one(
@@ -345,7 +316,7 @@ async def test_fallback_from_a_failing_gemini_upstream_to_an_openai_one(
     assert text == expected["choices"][0]["message"]["content"]
     assert set(control(gem, "GET", "stats")["statuses"]) == {"500"}
     [seen] = control(oai, "GET", "requests")[:1]
-    headers = {name.lower(): value for name, value in seen["headers"]}
+    headers = headers_of(seen)
     assert headers["authorization"] == f"Bearer {OPENAI_KEY}" and "x-goog-api-key" not in headers
     rows = gateway.rows()
     assert [(r["status"], r["provider"], r["usage_source"]) for r in rows] == [
@@ -380,5 +351,5 @@ async def test_env_only_gemini_with_an_openai_fallback(
     assert raw.headers["x-circuit-provider"] == "openai"
     first = control(gem, "GET", "requests")[0]
     assert first["path"] == FLASH
-    assert {n.lower(): v for n, v in first["headers"]}["x-goog-api-key"] == GEMINI_KEY
+    assert headers_of(first)["x-goog-api-key"] == GEMINI_KEY
     assert control(oai, "GET", "requests")[0]["body"]["model"] == "gpt-4o-mini"

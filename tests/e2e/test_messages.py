@@ -16,7 +16,13 @@ import trio
 from anthropic.types import MessageParam, ToolParam
 
 from circuitd.mockupstream.testing import running_mock_upstream
-from tests.e2e.test_anthropic import control, direct_openai_answer, queue_fault
+from tests.e2e.dialects import (
+    WEATHER_DESCRIPTION,
+    WEATHER_SCHEMA,
+    control,
+    direct_openai_answer,
+    queue_fault,
+)
 from tests.harness import Running, running_gateway
 
 KEY = "client-secret-key"
@@ -26,18 +32,7 @@ HELLO: list[MessageParam] = [{"role": "user", "content": "Tell me about circuit 
 SYSTEM = "You are terse."
 WEATHER: list[MessageParam] = [{"role": "user", "content": "What's the weather in Paris?"}]
 TOOLS: list[ToolParam] = [
-    {
-        "name": "get_weather",
-        "description": "The current weather at a place.",
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "location": {"type": "string"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
-            },
-            "required": ["location", "unit"],
-        },
-    }
+    {"name": "get_weather", "description": WEATHER_DESCRIPTION, "input_schema": WEATHER_SCHEMA}
 ]
 
 CONFIG = """
