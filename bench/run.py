@@ -1,10 +1,22 @@
-"""Side-by-side load runner: mock upstream direct vs. through circuitd, under locust.
+"""Side-by-side load runner: the mock upstream direct, circuitd, and LiteLLM (`--litellm`).
 
-    .venv/bin/python bench/run.py --seconds 20 --users 32 --workers 1 [--transport h11|httpx]
+    .venv/bin/python bench/run.py --seconds 15 --users 32 --workers 2 [--litellm]
+        [--scenarios ChatJSON,...] [--rate 500] [--transport h11|httpx] [--out FILE]
 
-Starts `circuitd mock-upstream`, then circuitd (env-only mode, pointed at the mock, one client
-key), and runs each locust scenario against each target in turn with the same load. Prints a
-Markdown table (req/s, median/p95/p99 latency, failures) and the gateway's RSS after the run.
+Starts `circuitd mock-upstream`, circuitd (pointed at the mock, one client key plus a key with
+a tiny daily budget for BudgetHeavy) and, with `--litellm`, LiteLLM's proxy in
+`bench/.venv-litellm` (installed on first use; skipped, with the reason, if that fails)
+with as many workers, pointed at the same mock. Then, each system in turn under the same load:
+
+1. every locust scenario of bench/locustfile.py (`--users` closed-loop users, `--seconds`
+   per row; FaultStorm, which storms the shared mock, runs last);
+2. wrk, JSON and SSE (`-t1 -c32`), when wrk is installed: the ceiling with a cheap load
+   generator. The "mock upstream direct" rows are the mock's own ceiling;
+3. an open-loop fixed rate (`--rate` req/s, bench/fixed_rate.py), JSON and streams apart:
+   p50/p99 to the microsecond and time to first token, and what each system adds over direct.
+
+Prints Markdown (appended to `--out` too), and writes results.json and chart.png
+(bench/chart.py) under `--out-dir` (default: a fresh bench/out/run-*).
 Requires the bench extra: `.venv/bin/pip install -e '.[bench]'`.
 """
 
@@ -12,16 +24,25 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
-import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from stack import KEY, ROOT, rss_mb, running_stack
+import httpx
+import litellm_stack
+import procstat
+import wrk
+from stack import KEY, ROOT, running_stack
 
-# Env-only mode's passthrough to the mock upstream, as a file so that the upstream transport
-# can be chosen (`{upstream}` is the mock's /v1 URL; the client key comes from the env).
+# The gateway's configuration (`{upstream}` is the mock's /v1 URL; the client key `KEY`
+# comes from the env): passthrough to the mock, and the BudgetHeavy key, whose daily budget
+# covers ~80 calls of the bench's request (gpt-4o-mini, ~150 prompt tokens, max_tokens 64).
 CONFIG = """
 [upstream]
 transport = "%s"
@@ -33,70 +54,286 @@ api_key = "sk-bench"
 
 [passthrough]
 provider = "openai"
+
+[[keys]]
+id = "budget"
+key = "bench-budget"
+daily_usd_limit = 0.005
 """
+SCENARIOS = "ChatJSON,ChatStream,Mixed,AuthFailures,BudgetHeavy,FaultStorm"
 
 
-def run_locust(host: str, scenario: str, users: int, seconds: int, out: Path) -> dict[str, str]:
-    prefix = out / f"{scenario}-{host.rsplit(':', 1)[1]}"
+@dataclass(frozen=True)
+class Target:
+    name: str  # as printed
+    kind: str  # BENCH_TARGET: direct, circuitd, litellm
+    url: str
+    key: str
+    pid: int | None  # for RSS; None for the mock
+
+
+@dataclass
+class Row:
+    tool: str  # locust, wrk, fixed
+    system: str
+    scenario: str
+    rps: float
+    p50_ms: float
+    p95_ms: float  # wrk: p90
+    p99_ms: float
+    failures: int
+    note: str = ""  # locust: statuses seen
+    ttft_p50_ms: float = float("nan")  # fixed-rate streams
+    ttft_p99_ms: float = float("nan")
+
+
+def run_locust(target: Target, scenario: str, args: argparse.Namespace, out: Path) -> Row:
+    prefix = out / f"{scenario}-{target.kind}"
+    status_file = out / f"{scenario}-{target.kind}-statuses.json"
+    locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py")]
+    load = ["--headless", "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s"]
+    # In-flight calls finish (up to 30 s) and count: a slow failure is not left out.
+    report = ["--stop-timeout", "30", "--csv", str(prefix), "--only-summary", "--loglevel", "ERROR"]
+    # locust exits 1 when any request failed; the CSV says how many.
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "locust",
-            "-f",
-            str(ROOT / "bench" / "locustfile.py"),
-            "--headless",
-            "-u",
-            str(users),
-            "-r",
-            str(users),
-            "-t",
-            f"{seconds}s",
-            "--host",
-            host,
-            "--csv",
-            str(prefix),
-            "--only-summary",
-            "--loglevel",
-            "ERROR",
-            scenario,
-        ],
-        check=True,
-        env={**os.environ, "BENCH_KEY": KEY},
+        [*locust, *load, "--host", target.url, *report, scenario],
+        check=False,
+        env={
+            **os.environ,
+            "BENCH_KEY": target.key,
+            "BENCH_TARGET": target.kind,
+            "BENCH_MOCK_URL": args.mock_url,
+            "BENCH_STATUS_FILE": str(status_file),
+        },
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     with open(f"{prefix}_stats.csv", newline="") as f:
-        rows = [r for r in csv.DictReader(f) if r["Name"] == "Aggregated"]
-    return rows[0]
+        stats = next(r for r in csv.DictReader(f) if r["Name"] == "Aggregated")
+    statuses = json.loads(status_file.read_text()) if status_file.exists() else {}
+    return Row(
+        "locust",
+        target.name,
+        scenario,
+        float(stats["Requests/s"]),
+        float(stats["50%"]),
+        float(stats["95%"]),
+        float(stats["99%"]),
+        int(stats["Failure Count"]),
+        " ".join(f"{status} x{count}" for status, count in statuses.items()),
+    )
+
+
+def run_fixed(target: Target, stream: bool, args: argparse.Namespace) -> tuple[Row, dict]:
+    command = [sys.executable, str(ROOT / "bench" / "fixed_rate.py"), target.url, "--json"]
+    load = ["--rate", str(args.rate), "--seconds", str(args.seconds)]
+    output = subprocess.run(
+        [*command, *load, "--stream-share", "1" if stream else "0", "--key", target.key],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    s = json.loads(output)
+    prefix = "stream" if stream else "json"
+    failures = sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["errors"].values())
+    row = Row(
+        "fixed",
+        target.name,
+        f"{prefix} @ {args.rate:g}/s",
+        s["achieved_rps"],
+        s[f"{prefix}_p50"],
+        float("nan"),
+        s[f"{prefix}_p99"],
+        failures,
+        ttft_p50_ms=s["ttft_p50"] if stream else float("nan"),
+        ttft_p99_ms=s["ttft_p99"] if stream else float("nan"),
+    )
+    return row, s
+
+
+def fmt(value: float, digits: int = 0) -> str:
+    return "-" if value != value else f"{value:,.{digits}f}"  # NaN: not measured
+
+
+def markdown(rows: list[Row], fixed: dict[tuple[str, str], dict], args: argparse.Namespace) -> str:
+    lines = [
+        f"locust, {args.users} users, {args.seconds} s a row; failures are statuses the "
+        "scenario does not expect (bench/locustfile.py):",
+        "",
+        "| system | scenario | req/s | p50 ms | p95 ms | p99 ms | failures | statuses |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines.extend(
+        f"| {r.system} | {r.scenario} | {fmt(r.rps)} | {fmt(r.p50_ms)} | {fmt(r.p95_ms)} "
+        f"| {fmt(r.p99_ms)} | {r.failures} | {r.note} |"
+        for r in rows
+        if r.tool == "locust"
+    )
+    if any(r.tool == "wrk" for r in rows):
+        lines += [
+            "",
+            f"wrk -t1 -c32 -d{args.seconds}s --latency -s bench/wrk_chat.lua (streams: "
+            "WRK_STREAM=1):",
+            "",
+            "| system | scenario | req/s | p50 ms | p90 ms | p99 ms | errors |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in (r for r in rows if r.tool == "wrk"):
+            lines.append(
+                f"| {r.system} | {r.scenario} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} "
+                f"| {fmt(r.p95_ms, 2)} | {fmt(r.p99_ms, 2)} | {r.failures} |"
+            )
+    lines += [
+        "",
+        f"Open loop at a fixed {args.rate:g} req/s for {args.seconds} s (bench/fixed_rate.py; "
+        "latency from each request's due time; TTFT: to the first content delta):",
+        "",
+        "| system | load | achieved req/s | p50 ms | p99 ms | p99.9 ms | TTFT p50 ms "
+        "| TTFT p99 ms | added p50 / p99 ms | added TTFT p50 / p99 ms | failures |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in (r for r in rows if r.tool == "fixed"):
+        s, base = fixed[(r.system, r.scenario)], fixed.get(("direct", r.scenario))
+        stream = r.scenario.startswith("stream")
+        added, ttft_added = "", ""
+        if base is not None and r.system != base["system"]:
+            added = f"{fmt(r.p50_ms - base['p50'], 2)} / {fmt(r.p99_ms - base['p99'], 2)}"
+            if stream:
+                ttft_added = (
+                    f"{fmt(s['ttft_p50'] - base['ttft_p50'], 2)} / "
+                    f"{fmt(s['ttft_p99'] - base['ttft_p99'], 2)}"
+                )
+        lines.append(
+            f"| {r.system} | {r.scenario} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} "
+            f"| {fmt(r.p99_ms, 2)} | {fmt(s['json_p999'] if not stream else float('nan'), 2)} "
+            f"| {fmt(s['ttft_p50'] if stream else float('nan'), 2)} "
+            f"| {fmt(s['ttft_p99'] if stream else float('nan'), 2)} | {added} | {ttft_added} "
+            f"| {r.failures} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(stack: ExitStack, args: argparse.Namespace, workdir: Path) -> Iterator[Target]:
+    """The systems, started in turn (each stays up until the end of the run)."""
+    gateway = stack.enter_context(
+        running_stack(workdir, workers=args.workers, config=CONFIG % args.transport)
+    )
+    args.mock_url = gateway.upstream_url
+    yield Target("mock upstream direct", "direct", gateway.upstream_url, KEY, None)
+    yield Target(
+        f"circuitd ({args.workers}w)", "circuitd", gateway.gateway_url, KEY, gateway.gateway_pid
+    )
+    if args.litellm:
+        executable = litellm_stack.ensure_installed()
+        if executable is not None:
+            url, pid = stack.enter_context(
+                litellm_stack.running_litellm(
+                    executable, workdir, gateway.upstream_url + "/v1", workers=args.workers
+                )
+            )
+            yield Target(f"LiteLLM ({args.workers}w)", "litellm", url, litellm_stack.KEY, pid)
+
+
+def warm_up(target: Target, seconds: int) -> None:
+    """A few seconds of traffic first, so that no system's first row pays its start-up."""
+    if wrk.available():
+        wrk.run_wrk(target.url, stream=False, key=target.key, seconds=seconds)
+        wrk.run_wrk(target.url, stream=True, key=target.key, seconds=seconds)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--users", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--scenarios", default="ChatJSON,ChatStream")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=15, help="per row")
+    parser.add_argument("--users", type=int, default=32, help="locust users")
+    parser.add_argument("--workers", type=int, default=2, help="circuitd's and LiteLLM's")
+    parser.add_argument("--scenarios", default=SCENARIOS)
+    parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate req/s")
     parser.add_argument("--transport", choices=("h11", "httpx"), default="h11")
+    parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
+    parser.add_argument("--no-wrk", action="store_true", help="skip wrk even if installed")
+    parser.add_argument("--out", type=Path, help="append the Markdown to this file")
+    parser.add_argument("--out-dir", type=Path, help="results.json, chart.png, locust CSVs")
     args = parser.parse_args()
 
-    out = Path(tempfile.mkdtemp(prefix="circuitd-bench-"))
-    with running_stack(out, workers=args.workers, config=CONFIG % args.transport) as stack:
-        print("| target | scenario | req/s | p50 ms | p95 ms | p99 ms | failures |")
-        print("|---|---|---|---|---|---|---|")
-        for scenario in args.scenarios.split(","):
-            for name, host in (
-                ("mock upstream direct", stack.upstream_url),
-                ("circuitd", stack.gateway_url),
-            ):
-                stats = run_locust(host, scenario, args.users, args.seconds, out)
-                print(
-                    f"| {name} | {scenario} | {float(stats['Requests/s']):.0f} "
-                    f"| {stats['50%']} | {stats['95%']} | {stats['99%']} "
-                    f"| {stats['Failure Count']} |",
-                    flush=True,
-                )
-        rss = rss_mb(stack.gateway_pid)
-        print(f"\ncircuitd RSS after the runs: {rss:.0f} MB ({args.workers} worker(s))")
+    out = args.out_dir or ROOT / "bench" / "out" / time.strftime("run-%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    # FaultStorm storms the mock every system shares and leaves breakers tripped: last.
+    scenarios = sorted(args.scenarios.split(","), key=lambda s: s == "FaultStorm")
+    rows: list[Row] = []
+    fixed: dict[tuple[str, str], dict] = {}
+    rss: dict[str, float] = {}
+    with ExitStack() as stack:
+        systems = list(targets(stack, args, out))
+        for target in systems:
+            warm_up(target, 3)
+        for scenario in [s for s in scenarios if s != "FaultStorm"]:
+            for target in systems:
+                rows.append(run_locust(target, scenario, args, out))
+                print(rows[-1], file=sys.stderr, flush=True)
+        if wrk.available() and not args.no_wrk:
+            for stream in (False, True):
+                for target in systems:
+                    result = wrk.run_wrk(
+                        target.url, stream=stream, key=target.key, seconds=args.seconds
+                    )
+                    rows.append(
+                        Row(
+                            "wrk",
+                            target.name,
+                            "stream" if stream else "JSON",
+                            result.rps,
+                            result.p50_ms,
+                            result.p90_ms,
+                            result.p99_ms,
+                            result.errors,
+                        )
+                    )
+                    print(rows[-1], file=sys.stderr, flush=True)
+        for stream in (False, True):
+            for target in systems:
+                row, summary = run_fixed(target, stream, args)
+                rows.append(row)
+                summary["system"] = target.name
+                prefix = "stream" if stream else "json"
+                summary["p50"], summary["p99"] = summary[f"{prefix}_p50"], summary[f"{prefix}_p99"]
+                fixed[(target.name, row.scenario)] = summary
+                if target.kind == "direct":
+                    fixed[("direct", row.scenario)] = summary
+                print(row, file=sys.stderr, flush=True)
+        for target in systems:
+            if target.pid is not None:
+                rss[target.name] = procstat.tree_rss_mb(target.pid)
+        if "FaultStorm" in scenarios:
+            for target in systems:
+                httpx.post(args.mock_url + "/_mock/reset", timeout=5.0)
+                rows.append(run_locust(target, "FaultStorm", args, out))
+                print(rows[-1], file=sys.stderr, flush=True)
+
+    text = markdown(rows, fixed, args)
+    text += "\n\nRSS after the runs (all processes: supervisor and workers): " + ", ".join(
+        f"{name} {mb:.0f} MB" for name, mb in rss.items()
+    )
+    print(text)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(text + "\n")
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "args": {**vars(args), "out": str(args.out), "out_dir": str(out)},
+                "rows": [asdict(r) for r in rows],
+                "rss_mb": rss,
+            },
+            indent=1,
+        )
+    )
+    try:
+        import chart
+    except ImportError as error:  # matplotlib is in the bench extra
+        print(f"no chart: {error}", file=sys.stderr)
+    else:
+        chart.draw([asdict(r) for r in rows], out / "chart.png")
+        print(f"\nchart: {out / 'chart.png'}", file=sys.stderr)
     return 0
 
 

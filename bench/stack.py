@@ -65,7 +65,8 @@ def running_stack(
     env: Mapping[str, str] | None = None,
 ) -> Iterator[Stack]:
     """The mock upstream and circuitd (in env-only mode, or from `config` TOML text, in
-    which `{upstream}` stands for the mock's `/v1` URL) for the duration of the block."""
+    which `{upstream}` stands for the mock's `/v1` URL) for the duration of the block.
+    circuitd's log lines go to `workdir/circuitd.log`."""
     up_port, gw_port = free_port(), free_port()
     upstream_v1 = f"http://127.0.0.1:{up_port}/v1"
     serve = [*CIRCUITD, "serve", "--port", str(gw_port), "--workers", str(workers)]
@@ -76,8 +77,10 @@ def running_stack(
     upstream = subprocess.Popen(
         [*CIRCUITD, "mock-upstream", "--port", str(up_port)], stdout=subprocess.DEVNULL
     )
+    log = open(workdir / "circuitd.log", "wb")  # noqa: SIM115 - closed in finally
     gateway = subprocess.Popen(
         serve,
+        stderr=log,
         env={
             **os.environ,
             "PROVIDER": "OPENAI",
@@ -99,3 +102,4 @@ def running_stack(
             process.send_signal(signal.SIGTERM)
         for process in (gateway, upstream):
             process.wait(timeout=60)
+        log.close()

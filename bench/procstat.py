@@ -1,0 +1,39 @@
+"""What a process holds, read from /proc: resident memory, open file descriptors, and which
+of a supervisor's children are its workers (not multiprocessing's resource tracker)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def workers(pid: int) -> list[int]:
+    """The serving processes under `pid`: its children but the resource tracker, or `pid`
+    itself when it has none (one worker runs in the main process)."""
+    found = [c for c in children(pid) if "resource_tracker" not in cmdline(c)]
+    return found or [pid]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def tree_rss_mb(pid: int) -> float:
+    """A process and its children (a supervisor and its workers), in MB."""
+    return rss_mb(pid) + sum(rss_mb(c) for c in children(pid))
