@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
@@ -13,29 +12,11 @@ import pytest
 from circuitd.core.sse import encode_event
 from circuitd.providers.anthropic import AnthropicProvider
 from circuitd.providers.base import Deployment, UnsupportedRequest, UpstreamCall, UpstreamFailure
+from tests.providers.adapters import Upstream, chat_call, sse_response, stream_payloads
 from tests.providers.test_anthropic_stream import TEXT_STREAM, TOOL_STREAM
 from tests.providers.test_anthropic_translate import TEXT_MESSAGE
 
-Handler = Callable[[httpx.Request], httpx.Response]
 CHAT = {"model": "claude", "messages": [{"role": "user", "content": "Hi"}]}
-
-
-class Upstream:
-    """A MockTransport that records requests and answers with `handler`."""
-
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[httpx.Request] = []
-        self.client = httpx.AsyncClient(transport=httpx.MockTransport(self._handle))
-
-    def _handle(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        return self.handler(request)
-
-    @property
-    def sent(self) -> dict[str, Any]:
-        body: dict[str, Any] = json.loads(self.requests[-1].content)
-        return body
 
 
 def provider(upstream: Upstream, **kw: Any) -> AnthropicProvider:
@@ -53,27 +34,11 @@ def deployment(p: AnthropicProvider, **kw: Any) -> Deployment:
 
 
 def call(body: dict[str, Any] | None = None, *, stream: bool = False) -> UpstreamCall:
-    request = {**(body or CHAT), "stream": stream}
-    return UpstreamCall(request_id="req_1", body=json.dumps(request).encode(), stream=stream)
-
-
-def sse_response(chunks: list[bytes]) -> httpx.Response:
-    async def body() -> AsyncIterator[bytes]:
-        for chunk in chunks:
-            yield chunk
-
-    return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+    return chat_call(body or CHAT, stream=stream)
 
 
 def stream_bytes(events: list[tuple[str, str]]) -> bytes:
     return b"".join(encode_event(data, event=name) for name, data in events)
-
-
-async def collect(p: AnthropicProvider, d: Deployment, c: UpstreamCall) -> list[str]:
-    async with p.open(d, c) as reply:
-        assert reply.status == 200
-        async with aclosing(reply.batches()) as batches:
-            return [payload async for batch in batches for payload in batch]
 
 
 async def test_json_call_sends_anthropic_and_reads_openai() -> None:
@@ -130,7 +95,7 @@ async def test_streamed_reply_split_anywhere() -> None:
     chunks = [raw[i : i + 7] for i in range(0, len(raw), 7)]
     upstream = Upstream(lambda _: sse_response(chunks))
     p = provider(upstream)
-    payloads = await collect(p, deployment(p), call(stream=True))
+    payloads = await stream_payloads(p, deployment(p), call(stream=True))
     assert upstream.sent["stream"] is True
     assert payloads[-1] == "[DONE]"
     decoded = [json.loads(x) for x in payloads[:-1]]
@@ -146,7 +111,7 @@ async def test_stream_stops_at_done() -> None:
     raw = stream_bytes(TEXT_STREAM) + b"event: ping\ndata: {}\n\n"
     upstream = Upstream(lambda _: sse_response([raw]))
     p = provider(upstream)
-    payloads = await collect(p, deployment(p), call(stream=True))
+    payloads = await stream_payloads(p, deployment(p), call(stream=True))
     assert payloads[-1] == "[DONE]"
     assert len(payloads) == 6
 
@@ -197,13 +162,13 @@ async def test_broken_streams(raw: bytes, message: str) -> None:
     upstream = Upstream(lambda _: sse_response([raw]))
     p = provider(upstream)
     with pytest.raises(UpstreamFailure, match=message):
-        await collect(p, deployment(p), call(stream=True))
+        await stream_payloads(p, deployment(p), call(stream=True))
 
 
 async def test_stream_that_just_ends_is_left_to_the_relay() -> None:
     upstream = Upstream(lambda _: sse_response([stream_bytes(TEXT_STREAM[:4])]))
     p = provider(upstream)
-    payloads = await collect(p, deployment(p), call(stream=True))
+    payloads = await stream_payloads(p, deployment(p), call(stream=True))
     assert "[DONE]" not in payloads  # the relay sees no finish and no [DONE]: a cut
 
 

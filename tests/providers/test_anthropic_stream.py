@@ -10,7 +10,6 @@ import json
 
 import anthropic.types as at
 import msgspec
-import openai.types.chat as oc
 import pydantic
 import pytest
 from hypothesis import given
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 
 from circuitd.core.sse import SSEDecoder, encode_event
 from circuitd.wire.anthropic import AnthropicStreamTranslator, StreamError
+from tests.providers.adapters import check_openai_chunks, split_at
 
 CREATED = 1_700_000_000
 _stream_event = pydantic.TypeAdapter(at.RawMessageStreamEvent)
@@ -135,12 +135,6 @@ def check_realistic(events: list[tuple[str, str]]) -> None:
             assert _stream_event.validate_json(data).type == name
 
 
-def check_openai_chunks(payloads: list[str]) -> None:
-    assert payloads[-1] == "[DONE]"
-    for payload in payloads[:-1]:
-        oc.ChatCompletionChunk.model_validate_json(payload)
-
-
 def head(message_id: str) -> str:
     return (
         f'{{"id":"chatcmpl-{message_id}","object":"chat.completion.chunk","created":{CREATED},'
@@ -256,9 +250,7 @@ def test_content_before_message_start() -> None:
 @given(st.lists(st.integers(min_value=0, max_value=4000), max_size=12))
 def test_any_split_of_the_bytes_gives_the_same_chunks(cuts: list[int]) -> None:
     raw = sse(TOOL_STREAM)
-    points = sorted({min(c, len(raw)) for c in cuts})
-    chunks = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
-    assert run_stream(chunks) == run_stream([raw])
+    assert run_stream(split_at(raw, cuts)) == run_stream([raw])
 
 
 @given(st.lists(st.text(), max_size=8))

@@ -11,7 +11,7 @@ import pytest
 
 from circuitd.providers.base import Deployment, UnsupportedRequest, UpstreamCall, UpstreamFailure
 from circuitd.providers.gemini import GeminiProvider, model_url
-from tests.providers.test_anthropic_adapter import Handler, Upstream, sse_response
+from tests.providers.adapters import Handler, Upstream, chat_call, sse_response, stream_payloads
 from tests.providers.test_gemini_stream import TEXT_STREAM, TOOL_STREAM, sse
 from tests.providers.test_gemini_translate import TEXT_RESPONSE
 
@@ -27,8 +27,7 @@ def deployment(p: GeminiProvider, model: str = "gemini-2.5-flash") -> Deployment
 
 
 def call(body: dict[str, Any] | None = None, *, stream: bool = False) -> UpstreamCall:
-    request = {**(body or CHAT), "stream": stream}
-    return UpstreamCall(request_id="req_1", body=json.dumps(request).encode(), stream=stream)
+    return chat_call(body or CHAT, stream=stream)
 
 
 def upstream(handler: Handler) -> tuple[Upstream, GeminiProvider]:
@@ -37,10 +36,7 @@ def upstream(handler: Handler) -> tuple[Upstream, GeminiProvider]:
 
 
 async def collect(p: GeminiProvider, c: UpstreamCall) -> list[str]:
-    async with p.open(deployment(p), c) as reply:
-        assert reply.status == 200
-        async with aclosing(reply.batches()) as batches:
-            return [payload async for batch in batches for payload in batch]
+    return await stream_payloads(p, deployment(p), c)
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import msgspec
-import openai.types.chat as oc
 import pytest
 from google.genai import types as gt
 from hypothesis import given
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 from circuitd.core.sse import SSEDecoder
 from circuitd.wire.gemini import GeminiStreamTranslator, StreamError
+from tests.providers.adapters import check_openai_chunks, split_at
 
 CREATED = 1_700_000_000
 USAGE_SO_FAR = '"usageMetadata":{"promptTokenCount":25,"totalTokenCount":25}'
@@ -64,12 +64,6 @@ def run_stream(raw_chunks: list[bytes], *, model: str = "fallback") -> list[str]
 def check_realistic(events: list[str]) -> None:
     for data in events:
         gt.GenerateContentResponse.model_validate_json(data)
-
-
-def check_openai_chunks(payloads: list[str]) -> None:
-    assert payloads[-1] == "[DONE]"
-    for payload in payloads[:-1]:
-        oc.ChatCompletionChunk.model_validate_json(payload)
 
 
 HEAD = (
@@ -200,9 +194,7 @@ def test_malformed_events(data: str) -> None:
 @given(st.lists(st.integers(min_value=0, max_value=2000), max_size=12))
 def test_any_split_of_the_bytes_gives_the_same_chunks(cuts: list[int]) -> None:
     raw = sse(TOOL_STREAM)
-    points = sorted({min(c, len(raw)) for c in cuts})
-    chunks = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
-    assert run_stream(chunks) == run_stream([raw])
+    assert run_stream(split_at(raw, cuts)) == run_stream([raw])
 
 
 @given(st.lists(st.text(), max_size=8))
