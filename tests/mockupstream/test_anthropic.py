@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -38,20 +37,8 @@ TOOLS: list[ToolParam] = [
 
 
 @pytest.fixture
-def mock_url() -> Iterator[str]:
-    with running_mock_upstream() as url:
-        yield url
-
-
-@pytest.fixture
 def client(mock_url: str) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=mock_url, api_key="sk-ant-test", max_retries=0)
-
-
-@pytest.fixture
-def http(mock_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock_url, timeout=30) as client:
-        yield client
 
 
 def body(**fields: Any) -> dict[str, Any]:

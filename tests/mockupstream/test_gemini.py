@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -45,12 +44,6 @@ TOOLS = [
 NO_AUTO_CALLS = gt.AutomaticFunctionCallingConfig(disable=True)
 
 
-@pytest.fixture
-def mock_url() -> Iterator[str]:
-    with running_mock_upstream() as url:
-        yield url
-
-
 def client_for(url: str, key: str = "AIza-test") -> genai.Client:
     options = gt.HttpOptions(base_url=url, api_version="v1beta", retry_options=None)
     return genai.Client(api_key=key, http_options=options)
@@ -59,12 +52,6 @@ def client_for(url: str, key: str = "AIza-test") -> genai.Client:
 @pytest.fixture
 def client(mock_url: str) -> genai.Client:
     return client_for(mock_url)
-
-
-@pytest.fixture
-def http(mock_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=mock_url, timeout=30) as client:
-        yield client
 
 
 def config(**fields: Any) -> gt.GenerateContentConfig:
