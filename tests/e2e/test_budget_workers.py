@@ -17,7 +17,7 @@ from circuitd.store.sqlite import Database
 from tests.e2e.serving import Clock, gateway_at
 from tests.e2e.test_admission import ALICE, CONFIG
 from tests.e2e.test_metrics import samples, value
-from tests.e2e.test_process import start
+from tests.processes import reaped, start
 
 
 # test_admission's key and model (a worst case of a few hundred µUSD), with several workers:
@@ -64,7 +64,7 @@ async def test_two_worker_processes_never_overshoot_a_budget(tmp_path: Path) -> 
     assert process.stderr is not None
     threading.Thread(target=process.stderr.read, daemon=True).start()
     answers: list[httpx.Response] = []
-    try:
+    with reaped(process):
         async with httpx.AsyncClient(
             base_url=url, limits=httpx.Limits(max_connections=200), timeout=60
         ) as client:
@@ -78,10 +78,6 @@ async def test_two_worker_processes_never_overshoot_a_budget(tmp_path: Path) -> 
             found = samples((await client.get("/metrics")).text)  # both workers' samples
         process.send_signal(signal.SIGTERM)
         assert await trio.to_thread.run_sync(process.wait) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     ok = [a for a in answers if a.status_code == 200]
     refused = [a for a in answers if a.status_code == 429]
     assert len(ok) + len(refused) == 200

@@ -12,8 +12,8 @@ import trio.testing
 from prometheus_client.parser import text_string_to_metric_families
 
 from circuitd.obs.metrics import LABEL_CAP
-from tests.e2e.test_process import KEY, start
 from tests.harness import running_gateway
+from tests.processes import KEY, reaped, start
 
 AUTH = {"authorization": "Bearer k"}
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
@@ -104,7 +104,7 @@ async def test_metrics_after_known_traffic(tmp_path: Path) -> None:
 
 async def test_metrics_add_up_across_two_workers(tmp_path: Path) -> None:
     process, url = start(tmp_path, "--workers", "2", PROVIDER="MOCK")
-    try:
+    with reaped(process):
         pids = set()
         for _ in range(20):
             # A fresh connection each time: SO_REUSEPORT spreads them over both workers.
@@ -123,10 +123,6 @@ async def test_metrics_add_up_across_two_workers(tmp_path: Path) -> None:
         assert len(pids) == 2  # both workers served (the chance of one alone is 2 ** -19)
         process.terminate()
         assert await trio.to_thread.run_sync(process.wait) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
 
 
 async def test_client_chosen_model_names_do_not_grow_the_labels(tmp_path: Path) -> None:

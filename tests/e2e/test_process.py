@@ -3,52 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
-import apsw
 import httpx
 import trio
 
-KEY = "proc-key"
-
-
-def start(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "circuitd", "serve", "--port", "0", *args],
-        cwd=tmp_path,
-        env={
-            **os.environ,
-            "CIRCUIT_API_KEYS": KEY,
-            "CIRCUIT_DB": str(tmp_path / "ledger.db"),
-            **env,
-        },
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stderr is not None
-    for line in process.stderr:  # JSON log lines; wait for the one that says where we listen
-        entry = json.loads(line)
-        if entry["msg"] == "listening":
-            return process, entry["urls"][0]
-    raise AssertionError(f"circuitd exited early with {process.wait()}")
-
-
-def count_rows(db: Path) -> int:
-    connection = apsw.Connection(str(db))
-    try:
-        return int(connection.execute("SELECT count(*) FROM requests").fetchall()[0][0])
-    finally:
-        connection.close()
+from tests.processes import KEY, count_rows, reaped, start
 
 
 async def test_sigterm_during_stream_lets_it_finish(tmp_path: Path) -> None:
     # The in-process mock provider, slowed so that the stream is still running at SIGTERM.
     process, url = start(tmp_path, PROVIDER="MOCK")
-    try:
+    with reaped(process):
         async with httpx.AsyncClient(base_url=url) as client:
             ok = await client.post(
                 "/v1/chat/completions",
@@ -75,10 +43,6 @@ async def test_sigterm_during_stream_lets_it_finish(tmp_path: Path) -> None:
                 rest = b"".join([chunk async for chunk in chunks])
         assert rest.endswith(b"data: [DONE]\n\n")
         assert await trio.to_thread.run_sync(process.wait) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
     assert count_rows(tmp_path / "ledger.db") == 2
 
 
@@ -114,7 +78,7 @@ async def test_sighup_reloads_keys_without_dropping_a_stream(tmp_path: Path) -> 
     config.write_text(RELOAD_CONFIG.format(keys='[[keys]]\nid = "a"\nkey = "key-a"\n'))
     process, url = start(tmp_path, "--config", str(config), CIRCUIT_API_KEYS="")
     chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "b"}]}
-    try:
+    with reaped(process):
         async with httpx.AsyncClient(base_url=url) as client:
             slow = {**chat, "stream": True, "mock": {"chunk_delay_ms": 50, "chunks": 20}}
             async with client.stream(
@@ -145,7 +109,3 @@ async def test_sighup_reloads_keys_without_dropping_a_stream(tmp_path: Path) -> 
         assert rest.endswith(b"data: [DONE]\n\n")  # the stream outlived both reloads
         process.send_signal(signal.SIGTERM)
         assert await trio.to_thread.run_sync(process.wait) == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()

@@ -11,7 +11,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pytest
 import trio
 
 from circuitd.sdnotify import parse
-from tests.e2e.test_process import count_rows
+from tests.processes import count_rows, spawn
 
 KEY = "notify-key"
 GUARD_S = 60  # a hang guard, not a timing assertion
@@ -97,18 +96,16 @@ def start(
     *args: str,
 ) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CIRCUIT_", "WATCHDOG_"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "circuitd", "serve", "--port", "0", *args],
-        cwd=tmp_path,
+    process: subprocess.Popen[bytes] = spawn(
+        tmp_path,
+        *args,
         env={
-            **env,
             "CIRCUIT_API_KEYS": KEY,
-            "CIRCUIT_DB": str(tmp_path / "ledger.db"),
             "PROVIDER": "MOCK",
             "NOTIFY_SOCKET": notify.path,
             "WATCHDOG_USEC": str(WATCHDOG_USEC),
         },
-        stderr=subprocess.PIPE,
+        base_env=env,
         start_new_session=True,  # its own process group, as under a terminal
     )
     processes.append(process)
