@@ -1,18 +1,20 @@
 """`circuitd mock-upstream`: a fast fake LLM provider speaking the OpenAI, Anthropic and Gemini
 dialects.
 
-Routes: `POST /v1/chat/completions` (OpenAI: JSON, or SSE with `"stream": true`),
+Routes (`app`): `POST /v1/chat/completions` (OpenAI: JSON, or SSE with `"stream": true`; a
+tool call answer when the request's tools ask for one, see `chat`),
 `POST /v1/messages` (Anthropic Messages, see `anthropic`), `GET /v1/models` (Anthropic's shape
 when the request has an `anthropic-version` header), `POST /v1beta/models/{model}:generateContent`
 and `:streamGenerateContent?alt=sse` (Gemini, see `gemini`), `GET /v1beta/models`, and the
 control API under `/_mock/` (see `control`). Requests are validated as each provider does
-(malformed JSON, missing fields -> 400 in the dialect's error shape, see `app`); any key is
+(malformed JSON, missing fields -> 400 in the dialect's error shape, see each dialect's
+`*_routes`); any key is
 accepted unless `require_key` is set: then OpenAI routes want `Authorization: Bearer KEY` (else
 401 `invalid_api_key`), Anthropic routes `x-api-key: KEY` or the Bearer form (else 401
 `authentication_error`), Gemini routes `x-goog-api-key: KEY` or `?key=KEY` (else 403, or 400
 API_KEY_INVALID); Anthropic routes also want `anthropic-version` (else 400). All routes share
-the completion script, the fault layers and the stats. Faults are chosen per request (see
-`faults`).
+the completion script, the fault layers and the stats (`pipeline`). Faults are chosen per
+request (see `faults`).
 Responses needing no clock are written synchronously from `data_received`; the rest
 (latency, chunk delays, stalls, long-polls) run in one task per response, cancelled when the
 client goes away.
