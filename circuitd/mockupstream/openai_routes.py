@@ -9,7 +9,7 @@ import msgspec
 
 from circuitd.core.embeddings import InputError
 from circuitd.mockupstream.azure import AzureRoute
-from circuitd.mockupstream.chat import chat_decoder, plan_chat
+from circuitd.mockupstream.chat import ChatAnswer, chat_decoder, plan_chat
 from circuitd.mockupstream.embeddings import decode_embeddings, render_embeddings
 from circuitd.mockupstream.faults import Frames, error_body
 from circuitd.mockupstream.openai_render import sse
@@ -91,9 +91,17 @@ def chat(
         pipeline.answer(conn, 400, error_body(400, message, param="messages"), headers)
         return
     fault = pipeline.fault(body.mock, request)
-    answer = plan_chat(body, fault, id=f"chatcmpl-mock{pipeline.next_number()}", model=body.model)
-    job = Job(fault, bool(body.stream), headers, _error, answer.json, lambda: answer.frames(sse))
-    pipeline.run(conn, job)
+
+    def answer() -> ChatAnswer:  # when it is due: a failing request takes no id
+        return plan_chat(body, fault, id=f"chatcmpl-mock{pipeline.next_number()}", model=body.model)
+
+    def complete() -> bytes:
+        return answer().json()
+
+    def frames() -> Frames:
+        return answer().frames(sse)
+
+    pipeline.run(conn, Job(fault, bool(body.stream), headers, _error, complete, frames))
 
 
 def embeddings(
