@@ -87,6 +87,10 @@ class MockReply:
             yield batch
 
 
+def _failed(status: int, fault: Fault) -> MockReply:
+    return MockReply(status, error_body(status, fault.message), fault=fault)
+
+
 class MockProvider:
     kind = "mock"
 
@@ -100,6 +104,13 @@ class MockProvider:
         self._tokens = settings.tokens
         self._ids = itertools.count(1)
 
+    async def _fault(self, mock: Fault | None) -> Fault:
+        """The request's fault over the provider's defaults, once its latency has passed."""
+        fault = (mock or NO_FAULT).over(self._defaults)
+        if fault.latency_ms:
+            await trio.sleep(fault.latency_ms / 1000)
+        return fault
+
     @asynccontextmanager
     async def open(self, deployment: Deployment, call: UpstreamCall) -> AsyncIterator[MockReply]:
         yield await self._answer(deployment, call)
@@ -111,11 +122,9 @@ class MockProvider:
             request = chat_decoder.decode(call.body)
         except msgspec.DecodeError as exc:
             return MockReply(400, error_body(400, f"Invalid request: {exc}"))
-        fault = (request.mock or NO_FAULT).over(self._defaults)
-        if fault.latency_ms:
-            await trio.sleep(fault.latency_ms / 1000)
+        fault = await self._fault(request.mock)
         if fault.status is not None and fault.status >= 300:
-            return MockReply(fault.status, error_body(fault.status, fault.message), fault=fault)
+            return _failed(fault.status, fault)
         answer = plan_chat(
             request,
             fault,
@@ -132,12 +141,10 @@ class MockProvider:
             request, inputs = decode_embeddings(call.body)
         except (msgspec.DecodeError, InputError) as exc:
             return MockReply(400, error_body(400, f"Invalid request: {exc}", param="input"))
-        fault = (request.mock or NO_FAULT).over(self._defaults)
-        if fault.latency_ms:
-            await trio.sleep(fault.latency_ms / 1000)
+        fault = await self._fault(request.mock)
         if fault.failing:
             assert fault.status is not None
-            return MockReply(fault.status, error_body(fault.status, fault.message), fault=fault)
+            return _failed(fault.status, fault)
         body = render_embeddings(request, inputs, model=deployment.upstream_model)
         return MockReply(200, body, fault=fault)
 
