@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from circuitd.store import sqlite
 from circuitd.store.rows import AttemptRow, RequestRow
-from circuitd.store.schema import SCHEMA_VERSION
+from circuitd.store.schema import MIGRATIONS, SCHEMA_VERSION
 from circuitd.store.sqlite import ROW_COLUMNS, Database, GroupBy, SchemaError, is_row_error
 from tests.store.factory import make_row
 
@@ -100,6 +100,26 @@ def test_reopen_is_idempotent_and_keeps_data(tmp_path: Path) -> None:
         assert db.schema_version == SCHEMA_VERSION
         assert db.count_requests() == 2
         assert db.usage_summary(None, "2026-11-23", "2026-11-23")[0].requests == 2
+
+
+def test_a_v1_database_with_rows_migrates_to_the_current_schema(tmp_path: Path) -> None:
+    """The foundation shipped v1: a ledger it wrote keeps its rows and roll-ups."""
+    path = tmp_path / "circuit.db"
+    row = make_row(1)
+    conn = apsw.Connection(str(path))
+    with conn:  # a v1 file with one settled call, as the foundation wrote it
+        conn.execute(MIGRATIONS[0])
+        conn.execute("PRAGMA user_version = 1")
+        conn.execute(sqlite._INSERT, sqlite._row_values(row))
+        conn.execute(sqlite._ROLLUP, (0,))
+    conn.close()
+    with Database.open(path) as db:
+        assert db.schema_version == SCHEMA_VERSION == len(MIGRATIONS) > 1
+        assert db.get_request(row.request_id) == row
+        assert db.usage_summary(None, "2026-11-23", "2026-11-23")[0].requests == 1
+        tables = {name for (name,) in db._conn.execute("SELECT name FROM sqlite_schema")}
+        assert {"budget_slots", "budget_leases", "budget_holders"} <= tables
+        assert db.integrity_check() == "ok"
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:
