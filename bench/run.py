@@ -256,6 +256,7 @@ def main() -> int:
     args = parser.parse_args()
 
     out = args.out_dir or ROOT / "bench" / "out" / time.strftime("run-%Y%m%d-%H%M%S")
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     # FaultStorm storms the mock every system shares and leaves breakers tripped: last.
     scenarios = sorted(args.scenarios.split(","), key=lambda s: s == "FaultStorm")

@@ -67,6 +67,7 @@ def running_stack(
     """The mock upstream and circuitd (in env-only mode, or from `config` TOML text, in
     which `{upstream}` stands for the mock's `/v1` URL) for the duration of the block.
     circuitd's log lines go to `workdir/circuitd.log`."""
+    workdir = workdir.resolve()  # the gateway runs in it: relative paths would not hold
     up_port, gw_port = free_port(), free_port()
     upstream_v1 = f"http://127.0.0.1:{up_port}/v1"
     serve = [*CIRCUITD, "serve", "--port", str(gw_port), "--workers", str(workers)]
