@@ -107,7 +107,11 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     buckets: int = 10  # its resolution: results leave the window 3 s at a time by default
     minimum_calls: int = 10  # no verdict on fewer calls than this in the window
     failure_rate: float = 0.5  # trip when failures / calls >= this (0 < rate <= 1)
-    consecutive_failures: int = 5  # trip after this many failures in a row; 0: never
+    # Trip after this many failures in a row (0: never). High enough that a busy deployment
+    # with a fraction of failing calls never strings that many together by chance (at 25%
+    # failures, 20 in a row is ~1e-12 per call); at high traffic 20 failures take
+    # milliseconds, and at low traffic the failure rate above trips first.
+    consecutive_failures: int = 20
     open_s: float = 5.0  # the wait after a first trip
     open_backoff: float = 2.0  # multiplies the wait on each consecutive trip
     max_open_s: float = 120.0  # caps the wait, and a Retry-After cool-down

@@ -25,6 +25,7 @@ T0 = 1000.0
 # The failure-rate rules alone: most tables below count failures into the window, and the
 # consecutive-failures trip (tested on its own) would fire first.
 RATE = BreakerPolicy(consecutive_failures=0)
+STREAK = BreakerPolicy(consecutive_failures=5)
 
 
 def call(breaker: Breaker, outcome: Outcome, now: float = T0, **kw: float) -> Permit:
@@ -88,7 +89,7 @@ def test_the_call_that_trips(
     ],
 )
 def test_consecutive_failures_trip(outcomes: list[Outcome], trips_at: int | None) -> None:
-    breaker = Breaker()  # the default policy: 5 in a row, or the rate over 30 s
+    breaker = Breaker(STREAK)  # 5 in a row, or the rate over 30 s
     for i, outcome in enumerate(outcomes):
         call(breaker, outcome)
         expected = State.OPEN if trips_at is not None and i >= trips_at else State.CLOSED
@@ -106,7 +107,7 @@ def test_consecutive_failures_trip(outcomes: list[Outcome], trips_at: int | None
 
 
 def test_the_streak_restarts_after_each_transition() -> None:
-    breaker = Breaker()
+    breaker = Breaker(STREAK)
     for _ in range(5):
         call(breaker, F)
     probe = breaker.acquire(T0 + 5.0)
