@@ -198,7 +198,7 @@ class Reservation:
 class _Entry:
     __slots__ = (
         "alerted", "expires", "holds", "last_draw", "lease", "limit", "loaded", "pending",
-        "reserved", "spent", "unreported",
+        "reserved", "short", "spent", "unreported",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -213,6 +213,9 @@ class _Entry:
         self.pending: LeaseReport | None = None
         self.expires = -math.inf
         self.last_draw = -math.inf
+        # The smallest shortfall the store could not cover since the last sync round: a call
+        # needing as much is refused without asking the store again.
+        self.short = math.inf
 
 
 class BudgetLedger:

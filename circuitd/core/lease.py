@@ -26,6 +26,7 @@ transaction does, with `crossed_percents` over its `spent` before and after the 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import msgspec
@@ -151,6 +152,7 @@ class LeasedBudget(BudgetLedger):
         policy = self._lease_policy
         reports = []
         for slot, entry in self._entries.items():
+            entry.short = math.inf  # leases may have come back since: ask the store again
             if entry.pending is not None:
                 continue
             current = self._ids[slot.period] == slot.period_id
@@ -168,6 +170,8 @@ class LeasedBudget(BudgetLedger):
         entry = self._pending(report)
         entry.pending = None
         entry.unreported -= report.used
+        if report.minimum and not result.granted:  # the store is short for such a call
+            entry.short = min(entry.short, report.minimum)
         entry.lease = result.held
         entry.spent = max(entry.spent, result.spent + entry.unreported)
         entry.expires = expires_at
@@ -196,8 +200,7 @@ class LeasedBudget(BudgetLedger):
         self, entries: list[tuple[Slot, _Entry]], amount: int, now: float, may_lease: bool
     ) -> LeaseNeeded | Refusal | None:
         strict = self._policy.strict
-        reports: list[LeaseReport] = []
-        pending: list[Slot] = []
+        wanted: list[tuple[Slot, _Entry, int, int]] = []  # slot, entry, limit, shortfall
         for slot, entry in entries:
             limit = entry.limit
             if limit is None:
@@ -206,8 +209,13 @@ class LeasedBudget(BudgetLedger):
             need = shortfall(entry.unreported + entry.reserved, amount, cap, strict)
             if not need and (now < entry.expires or amount == 0):
                 continue  # covered by a live lease (a free call draws nothing)
-            if not may_lease:
+            # Decided before any exchange is started: a refusal must leave none pending.
+            if not may_lease or need >= entry.short:  # (the store just said it is short)
                 return self._refusal(slot, entry, limit, amount, now, short=True)
+            wanted.append((slot, entry, limit, need))
+        reports: list[LeaseReport] = []
+        pending: list[Slot] = []
+        for slot, entry, limit, need in wanted:
             if entry.pending is not None:
                 pending.append(slot)
             else:  # short, or the lease has expired: exchange (which renews it)

@@ -292,3 +292,30 @@ def test_observe_adds_other_processes_spend_and_never_lowers_it() -> None:
     assert lb.usage("k", T0)[0].spent == 120
     lb.observe(Slot("other", Period.DAY, day_of(T0)), 10)  # a slot this process never used
     assert [u.slot.subject for u in lb.snapshot(T0)] == ["k", "k"]
+
+
+def test_a_shortfall_the_store_refused_is_not_asked_again_until_the_next_sync() -> None:
+    """An exhausted budget must not cost a store transaction per refused call."""
+    store = Store({"k": LIMITS})
+    other = LeasedBudget(lease_policy=LeasePolicy(divisor=1))  # holds the whole limit
+    (taken,) = _leased(other, 1000)
+    other.apply(taken, store.commit(1, taken), T0 + 300)
+    lb = LeasedBudget()
+    accounts = [("k", LIMITS)]
+    needed = lb.reserve_or_lease(accounts, 40, T0)
+    assert isinstance(needed, LeaseNeeded)
+    (report,) = needed.reports
+    lb.apply(report, store.commit(0, report), T0 + 300)
+    assert store.held[0, report.slot] == 0  # nothing free
+    for amount in (40, 500):  # as much or more: refused here, no exchange
+        refusal = lb.reserve_or_lease(accounts, amount, T0)
+        assert isinstance(refusal, Refusal) and refusal.lease_short
+    assert isinstance(lb.reserve_or_lease(accounts, 10, T0), LeaseNeeded)  # less: ask
+    lb.sync(T0 + 1)  # a sync round: the others may have returned lease since
+    assert isinstance(lb.reserve_or_lease(accounts, 40, T0 + 1), LeaseNeeded)
+
+
+def _leased(lb: LeasedBudget, amount: int) -> tuple[LeaseReport, ...]:
+    needed = lb.reserve_or_lease([("k", LIMITS)], amount, T0)
+    assert isinstance(needed, LeaseNeeded)
+    return needed.reports
