@@ -13,9 +13,15 @@ Rules (every state change is a row of `_TRANSITIONS`; nothing else assigns the s
   `open_until` moves to HALF_OPEN (lazily: without an acquire the state stays OPEN, and
   `snapshot` shows it as OPEN with 0 s remaining).
 - HALF_OPEN: `acquire` admits at most `half_open_probes` probes at a time and refuses the
-  rest, so a recovering upstream sees a trickle, never a stampede. A failed probe re-opens,
-  with the wait grown by `open_backoff` per consecutive trip up to `max_open_s`;
-  `probe_successes` successful probes close it, with a fresh window and the trips reset.
+  rest, so a recovering upstream sees a trickle, never a stampede. The probes' results are
+  judged like the window's, over at most `half_open_calls` of them: with N = half_open_calls,
+  k = the fewest failures with k / N >= `failure_rate`. The k-th failed probe re-opens, with
+  the wait grown by `open_backoff` per consecutive trip up to `max_open_s`; the (N - k + 1)-th
+  successful probe closes it, with a fresh window and the trips reset. Each verdict is taken
+  as soon as the rest of the N results could not change it (so a dead upstream costs k failed
+  probes, not N), and no probe is admitted beyond the N whose results could still count. One
+  failure of an upstream failing a quarter of its calls no longer re-opens it (resilience4j's
+  `permittedNumberOfCallsInHalfOpenState` does the same).
 - Cool-down, in any state: a 429 or 503 with Retry-After (RATE_LIMITED) opens for exactly
   that long (capped at `max_open_s`), whatever the failure rate. The upstream said when to
   come back, so a cool-down is not a trip: it does not grow the next wait. While OPEN it can
@@ -39,6 +45,7 @@ import math
 from typing import Final
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from circuitd.core.window import SlidingWindow
 
@@ -83,7 +90,7 @@ class Reason(enum.StrEnum):
     CONSECUTIVE_FAILURES = "consecutive_failures"
     COOL_DOWN = "cool_down"
     WAIT_ELAPSED = "wait_elapsed"
-    PROBE_FAILED = "probe_failed"
+    PROBES_FAILED = "probes_failed"
     PROBES_SUCCEEDED = "probes_succeeded"
 
 
@@ -92,7 +99,7 @@ _TRANSITIONS: Final[dict[tuple[State, Reason], State]] = {
     (State.CLOSED, Reason.CONSECUTIVE_FAILURES): State.OPEN,
     (State.CLOSED, Reason.COOL_DOWN): State.OPEN,
     (State.OPEN, Reason.WAIT_ELAPSED): State.HALF_OPEN,
-    (State.HALF_OPEN, Reason.PROBE_FAILED): State.OPEN,
+    (State.HALF_OPEN, Reason.PROBES_FAILED): State.OPEN,
     (State.HALF_OPEN, Reason.COOL_DOWN): State.OPEN,
     (State.HALF_OPEN, Reason.PROBES_SUCCEEDED): State.CLOSED,
 }
@@ -116,7 +123,16 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     open_backoff: float = 2.0  # multiplies the wait on each consecutive trip
     max_open_s: float = 120.0  # caps the wait, and a Retry-After cool-down
     half_open_probes: int = 2  # probes in flight at once while half-open
-    probe_successes: int = 2  # successful probes that close the breaker
+    # The half-open verdict is the failure rate over at most this many probe results (10 if
+    # unset). At 10 and failure_rate 0.5: 5 failures re-open, 6 successes close; an upstream
+    # failing 25% of its calls re-opens it with probability 0.078 (the first-failure rule of
+    # old: 0.44), and a still-dead one costs 5 failed probes per open period (old: 1). Always
+    # an int once constructed (`__post_init__` fills it in).
+    half_open_calls: int | UnsetType = UNSET
+    # Deprecated name of half_open_calls (it counted the successful probes that closed; any
+    # failed probe re-opened): `probe_successes = n` reads as half_open_calls = n, which at
+    # failure_rate <= 1/n gives the old verdicts exactly (the old default 2 at 0.5 included).
+    probe_successes: int | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         # msgspec turns a ValueError raised here into a ValidationError naming the field.
@@ -124,7 +140,18 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-        for name in ("buckets", "minimum_calls", "half_open_probes", "probe_successes"):
+        if not isinstance(self.probe_successes, UnsetType):
+            if self.half_open_calls is not UNSET:
+                raise ValueError(
+                    "probe_successes is the deprecated name of half_open_calls: set only"
+                    " half_open_calls"
+                )
+            if self.probe_successes < 1:
+                raise ValueError(f"probe_successes must be >= 1, got {self.probe_successes!r}")
+            msgspec.structs.force_setattr(self, "half_open_calls", self.probe_successes)
+        elif isinstance(self.half_open_calls, UnsetType):
+            msgspec.structs.force_setattr(self, "half_open_calls", _HALF_OPEN_CALLS)
+        for name in ("buckets", "minimum_calls", "half_open_probes", "half_open_calls"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.consecutive_failures < 0:
@@ -140,6 +167,21 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.max_open_s < self.open_s:
             raise ValueError(f"max_open_s ({self.max_open_s}) must be >= open_s ({self.open_s})")
 
+    @property
+    def half_open_verdict(self) -> tuple[int, int, int]:
+        """(N, the failed probes that re-open, the successful probes that close): see HALF_OPEN
+        in the module docstring."""
+        calls = self.half_open_calls
+        assert isinstance(calls, int)  # filled in by __post_init__
+        # The fewest failures k with k / calls >= failure_rate, by the window verdict's own
+        # float comparison (7/25 >= 0.28 holds, yet 0.28 * 25 is 7.000000000000001).
+        reopen = min(max(math.ceil(self.failure_rate * calls), 1), calls)
+        while reopen > 1 and (reopen - 1) / calls >= self.failure_rate:
+            reopen -= 1
+        while reopen / calls < self.failure_rate:
+            reopen += 1
+        return calls, reopen, calls - reopen + 1
+
     def open_wait(self, trips: int) -> float:
         """How long the `trips`-th consecutive trip keeps the breaker open."""
         try:
@@ -147,6 +189,9 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         except OverflowError:
             return self.max_open_s
         return min(wait, self.max_open_s)
+
+
+_HALF_OPEN_CALLS: Final = 10
 
 
 class Transition(msgspec.Struct, frozen=True):
@@ -169,6 +214,7 @@ class BreakerSnapshot(msgspec.Struct, frozen=True):
     trips: int
     probes_in_flight: int
     probe_successes: int  # successful probes so far in this half-open period
+    probe_failures: int  # failed ones
 
 
 class Permit:
@@ -192,6 +238,7 @@ class Permit:
 
 class Breaker:
     __slots__ = (
+        "_failures",
         "_generation",
         "_open_until",
         "_policy",
@@ -201,18 +248,21 @@ class Breaker:
         "_successes",
         "_transitions",
         "_trips",
+        "_verdict",
         "_window",
     )
 
     def __init__(self, policy: BreakerPolicy | None = None) -> None:
         self._policy = policy = policy if policy is not None else BreakerPolicy()
         self._window = SlidingWindow(policy.window_s, policy.buckets, counters=2)
+        self._verdict = policy.half_open_verdict  # (N, failures to re-open, successes to close)
         self._state = State.CLOSED
         self._generation = 0
         self._open_until = 0.0
         self._trips = 0  # consecutive trips since the breaker last closed
         self._probes = 0  # probes of this generation in flight
         self._successes = 0  # successful probes of this generation
+        self._failures = 0  # failed probes of this generation
         self._streak = 0  # failures in a row while closed (this generation)
         self._transitions: list[Transition] = []
 
@@ -237,8 +287,12 @@ class Breaker:
             if now < self._open_until:
                 return None
             self._enter(Reason.WAIT_ELAPSED, now)
-        if self._probes >= self._policy.half_open_probes:
-            return None
+        calls, _, _ = self._verdict
+        if (
+            self._probes >= self._policy.half_open_probes
+            or self._successes + self._failures + self._probes >= calls
+        ):
+            return None  # a slot is busy, or the probes out can decide the verdict already
         self._probes += 1
         return Permit(self, self._generation, probe=True)
 
@@ -261,12 +315,15 @@ class Breaker:
             return  # issued before the last transition: see "Generations" above
         if permit.probe:  # this generation's probe: the breaker is half-open
             self._probes -= 1
+            _, reopen, close = self._verdict
             if outcome is Outcome.SUCCESS:
                 self._successes += 1
-                if self._successes >= self._policy.probe_successes:
+                if self._successes >= close:
                     self._enter(Reason.PROBES_SUCCEEDED, now)
             elif outcome is Outcome.FAILURE:
-                self._trip(Reason.PROBE_FAILED, now)
+                self._failures += 1
+                if self._failures >= reopen:
+                    self._trip(Reason.PROBES_FAILED, now)
             return
         # This generation's ordinary permit: the breaker is closed.
         if outcome is Outcome.SUCCESS or outcome is Outcome.FAILURE:
@@ -301,6 +358,7 @@ class Breaker:
             trips=self._trips,
             probes_in_flight=self._probes,
             probe_successes=self._successes,
+            probe_failures=self._failures,
         )
 
     def _trip(self, reason: Reason, now: float) -> None:
@@ -322,6 +380,7 @@ class Breaker:
         self._generation += 1
         self._probes = 0
         self._successes = 0
+        self._failures = 0
         self._streak = 0
         if new is State.OPEN:
             self._open_until = now + open_for

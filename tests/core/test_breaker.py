@@ -26,6 +26,8 @@ T0 = 1000.0
 # consecutive-failures trip (tested on its own) would fire first.
 RATE = BreakerPolicy(consecutive_failures=0)
 STREAK = BreakerPolicy(consecutive_failures=5)
+# The old half-open rule: the first failed probe re-opens, 2 successful ones close.
+FIRST_FAILURE = BreakerPolicy(consecutive_failures=0, half_open_calls=2)
 
 
 def call(breaker: Breaker, outcome: Outcome, now: float = T0, **kw: float) -> Permit:
@@ -42,6 +44,99 @@ def tripped(policy: BreakerPolicy | None = None, now: float = T0) -> Breaker:
         call(breaker, F, now)
     breaker.pop_transitions()
     return breaker
+
+
+def probe_until_decided(breaker: Breaker, outcome: Outcome, now: float) -> int:
+    """Probes one at a time, each ending in `outcome`, until the breaker leaves HALF_OPEN;
+    returns how many it took."""
+    count = 0
+    while True:
+        call(breaker, outcome, now)
+        count += 1
+        if breaker.state is not State.HALF_OPEN:
+            return count
+
+
+@pytest.mark.parametrize(
+    ("policy", "outcomes", "decided_at", "verdict"),
+    [
+        # defaults: N = 10 at 0.5 -> the 5th failure re-opens, the 6th success closes
+        ({}, [F] * 4, None, None),
+        ({}, [F] * 5, 4, State.OPEN),  # a dead upstream costs 5 probes, not 10
+        ({}, [S] * 5, None, None),
+        ({}, [S] * 6, 5, State.CLOSED),
+        ({}, [F, S] * 4 + [F], 8, State.OPEN),
+        ({}, [S, F] * 4 + [S, S], 9, State.CLOSED),
+        ({}, [S, F] * 4 + [S, F], 9, State.OPEN),  # 5/10 >= 0.5: inclusive, like the window
+        ({}, [F] * 4 + [S] * 6, 9, State.CLOSED),  # a failure a quarter of the time: closes
+        ({}, [IG, C] * 20 + [F] * 5, 44, State.OPEN),  # client faults and cancels count nothing
+        # 3/10 >= 0.3 in floats: 3 failures re-open, 8 successes close
+        ({"failure_rate": 0.3}, [F] * 3, 2, State.OPEN),
+        ({"failure_rate": 0.3}, [S] * 7 + [F] * 2, None, None),
+        ({"failure_rate": 0.3}, [F, F] + [S] * 8, 9, State.CLOSED),
+        # 7/25 >= 0.28 in floats, though 0.28 * 25 is 7.000000000000001
+        ({"failure_rate": 0.28, "half_open_calls": 25}, [F] * 7, 6, State.OPEN),
+        ({"failure_rate": 1.0}, [F] * 9 + [S], 9, State.CLOSED),  # one success decides
+        ({"failure_rate": 1.0}, [F] * 10, 9, State.OPEN),
+        ({"half_open_calls": 3}, [S, F, F], 2, State.OPEN),  # k = 2: 1/3 < 0.5 <= 2/3
+        ({"half_open_calls": 3}, [F, S, S], 2, State.CLOSED),
+        ({"half_open_calls": 1}, [F], 0, State.OPEN),
+        ({"half_open_calls": 1}, [S], 0, State.CLOSED),
+        # the deprecated name reads as half_open_calls: 2 at 0.5 is the old first-failure rule
+        ({"probe_successes": 2}, [S, F], 1, State.OPEN),
+        ({"probe_successes": 2}, [S, S], 1, State.CLOSED),
+        ({"probe_successes": 2}, [F], 0, State.OPEN),
+    ],
+)
+def test_the_probe_that_decides(
+    policy: dict[str, float],
+    outcomes: list[Outcome],
+    decided_at: int | None,
+    verdict: State | None,
+) -> None:
+    breaker = tripped(msgspec.convert({"consecutive_failures": 0, **policy}, BreakerPolicy))
+    now = T0 + 5.0
+    for i, outcome in enumerate(outcomes):
+        call(breaker, outcome, now)
+        expected = verdict if decided_at is not None and i >= decided_at else State.HALF_OPEN
+        assert breaker.state is expected, i
+        if breaker.state is not State.HALF_OPEN:
+            break
+    transitions = breaker.pop_transitions()
+    assert transitions[0].reason is Reason.WAIT_ELAPSED
+    if verdict is State.OPEN:
+        assert transitions[1:] == [
+            Transition(State.HALF_OPEN, State.OPEN, Reason.PROBES_FAILED, now, 10.0, 2)
+        ]
+    elif verdict is State.CLOSED:
+        assert transitions[1:] == [
+            Transition(State.HALF_OPEN, State.CLOSED, Reason.PROBES_SUCCEEDED, now, 0.0, 0)
+        ]
+    else:
+        assert transitions[1:] == []
+        snap = breaker.snapshot(now)
+        assert (snap.probe_successes, snap.probe_failures) == (
+            outcomes.count(S),
+            outcomes.count(F),
+        )
+
+
+def test_no_probe_beyond_those_that_can_still_count() -> None:
+    # N = 3 (2 failures re-open, 2 successes close), 5 slots: only 3 probes go out at once,
+    # and while the probes out can decide the verdict no other is admitted.
+    breaker = tripped(BreakerPolicy(consecutive_failures=0, half_open_calls=3, half_open_probes=5))
+    now = T0 + 5.0
+    first, second, third = (breaker.acquire(now) for _ in range(3))
+    assert first is not None and second is not None and third is not None
+    assert breaker.acquire(now) is None
+    breaker.record(first, S, now)  # 1 result + 2 out = 3: still full
+    assert breaker.acquire(now) is None
+    breaker.record(second, IG, now)  # counts nothing: its place is free again
+    fourth = breaker.acquire(now)
+    assert fourth is not None and breaker.acquire(now) is None
+    breaker.record(third, F, now)
+    breaker.record(fourth, S, now)  # 2 successes of 3 results: closes
+    assert breaker.state is State.CLOSED
 
 
 @pytest.mark.parametrize(
@@ -107,7 +202,7 @@ def test_consecutive_failures_trip(outcomes: list[Outcome], trips_at: int | None
 
 
 def test_the_streak_restarts_after_each_transition() -> None:
-    breaker = Breaker(STREAK)
+    breaker = Breaker(msgspec.structs.replace(STREAK, half_open_calls=2))
     for _ in range(5):
         call(breaker, F)
     probe = breaker.acquire(T0 + 5.0)
@@ -168,7 +263,7 @@ def test_probe_limit_holds_under_interleaving() -> None:
     # a slot freed by an ignored or cancelled probe goes to the next task.
     rng = random.Random(5)
     breaker = tripped(
-        BreakerPolicy(probe_successes=10**6, consecutive_failures=0)
+        BreakerPolicy(half_open_calls=10**6, consecutive_failures=0)
     )  # stays half-open throughout
     now = T0 + 5.0
     in_flight: list[Permit] = []
@@ -196,7 +291,7 @@ def test_probe_limit_holds_under_interleaving() -> None:
         ({"open_s": 1.0, "open_backoff": 3.0, "max_open_s": 10.0}, [1.0, 3.0, 9.0, 10.0]),
     ],
 )
-def test_probe_failure_reopens_with_a_grown_wait(
+def test_failed_probes_reopen_with_a_grown_wait(
     policy: dict[str, float], waits: list[float]
 ) -> None:
     breaker = tripped(msgspec.convert(policy, BreakerPolicy))
@@ -206,15 +301,14 @@ def test_probe_failure_reopens_with_a_grown_wait(
         assert (snap.trips, snap.open_remaining_s) == (trips, wait)
         now += wait
         assert breaker.acquire(now - 0.001) is None
-        other = breaker.acquire(now)
-        probe = breaker.acquire(now)
-        assert other is not None and probe is not None
-        breaker.record(probe, F, now)
+        other = breaker.acquire(now)  # held out while 5 other probes fail
+        assert other is not None
+        assert probe_until_decided(breaker, F, now) == 5
         assert breaker.state is State.OPEN
         breaker.record(other, S, now)  # the other probe is from a past generation now
         assert breaker.state is State.OPEN
         [_, reopened] = breaker.pop_transitions()
-        assert reopened.reason is Reason.PROBE_FAILED
+        assert reopened.reason is Reason.PROBES_FAILED
         assert reopened.trips == trips + 1
 
 
@@ -223,13 +317,18 @@ def test_probe_successes_close_with_a_fresh_window() -> None:
     now = T0 + 5.0
     first, second = breaker.acquire(now), breaker.acquire(now)
     assert first is not None and second is not None
-    breaker.record(first, S, now)
+    breaker.record(first, F, now)
+    for _ in range(4):  # one failure among the probes does not re-open
+        call(breaker, S, now)
     assert breaker.state is State.HALF_OPEN
-    third = breaker.acquire(now)  # the freed slot
-    assert third is not None and third.probe
+    late = breaker.acquire(now)  # the second slot
+    assert late is not None and late.probe
     breaker.record(second, S, now)
+    assert breaker.state is State.HALF_OPEN
+    assert (breaker.snapshot(now).probe_successes, breaker.snapshot(now).probe_failures) == (5, 1)
+    call(breaker, S, now)  # the 6th success
     assert breaker.snapshot(now).state is State.CLOSED
-    breaker.record(third, F, now)  # late: a past generation's probe changes nothing
+    breaker.record(late, F, now)  # late: a past generation's probe changes nothing
     snap = breaker.snapshot(now)
     assert (snap.state, snap.calls, snap.failures, snap.trips) == (State.CLOSED, 0, 0, 0)
     assert [t.reason for t in breaker.pop_transitions()] == [
@@ -263,7 +362,8 @@ def test_retry_after_opens_a_cool_down_of_exactly_that_length() -> None:
     assert breaker.acquire(T0 + 6.999) is None
     probe = breaker.acquire(T0 + 7.0)
     assert probe is not None and probe.probe
-    breaker.record(probe, F, T0 + 7.0)  # the first real trip: open_s, not a grown wait
+    breaker.record(probe, F, T0 + 7.0)
+    probe_until_decided(breaker, F, T0 + 7.0)  # the first real trip: open_s, not a grown wait
     snap = breaker.snapshot(T0 + 7.0)
     assert (snap.state, snap.trips, snap.open_remaining_s) == (State.OPEN, 1, 5.0)
 
@@ -326,7 +426,7 @@ def test_late_results_from_a_past_generation_count_nothing() -> None:
     snap = breaker.snapshot(T0 + 5.0)
     assert (snap.state, snap.probe_successes, snap.probes_in_flight) == (State.HALF_OPEN, 0, 1)
     breaker.record(probe, S, T0 + 5.0)
-    call(breaker, S, T0 + 5.0)
+    assert probe_until_decided(breaker, S, T0 + 5.0) == 5
     assert breaker.snapshot(T0 + 5.0).state is State.CLOSED
     for permit in old[6:]:  # in CLOSED again: not counted into the fresh window
         breaker.record(permit, F, T0 + 5.0)
@@ -365,6 +465,7 @@ def test_snapshot() -> None:
         "trips": 0,
         "probes_in_flight": 0,
         "probe_successes": 0,
+        "probe_failures": 0,
     }
     assert [s.metric for s in State] == [0, 1, 2]
     breaker = tripped()
@@ -421,7 +522,9 @@ def test_classify(status: int | None, flags: dict[str, float], outcome: Outcome)
         {"open_backoff": 0.5},
         {"max_open_s": 1.0},  # below open_s
         {"half_open_probes": 0},
+        {"half_open_calls": 0},
         {"probe_successes": 0},
+        {"probe_successes": 2, "half_open_calls": 2},  # the old name and the new: which?
         {"surprise": 1},
     ],
 )
@@ -445,9 +548,10 @@ POLICY = BreakerPolicy(
     open_backoff=2.0,
     max_open_s=8.0,
     half_open_probes=3,
-    probe_successes=2,
+    half_open_calls=4,  # 2 failed probes re-open, 3 successful ones close
     consecutive_failures=4,
 )
+HALF_OPEN_CALLS, REOPEN_AT, CLOSE_AT = POLICY.half_open_verdict
 
 
 class BreakerMachine(RuleBasedStateMachine):
@@ -472,8 +576,10 @@ class BreakerMachine(RuleBasedStateMachine):
         if before is State.CLOSED:
             assert permit is not None and not permit.probe
         if permit is None:
+            results = snap.probe_successes + snap.probe_failures + snap.probes_in_flight
             assert snap.state is State.OPEN or (
-                snap.state is State.HALF_OPEN and snap.probes_in_flight == POLICY.half_open_probes
+                snap.state is State.HALF_OPEN
+                and (snap.probes_in_flight == POLICY.half_open_probes or results == HALF_OPEN_CALLS)
             )
         else:
             assert permit.generation == self.breaker.generation
@@ -492,8 +598,20 @@ class BreakerMachine(RuleBasedStateMachine):
             and self.breaker.state is State.CLOSED
             and permit.generation == self.breaker.generation
         )
+        before = self.breaker.snapshot(self.now)
+        live_probe = permit.probe and permit.generation == self.breaker.generation
         self.breaker.record(permit, outcome, self.now, retry_after)
         self.recorded.append(permit)
+        if live_probe and not (outcome is Outcome.RATE_LIMITED and retry_after is not None):
+            # The half-open verdict, from the counts before this result.
+            failed = outcome in (Outcome.FAILURE, Outcome.RATE_LIMITED)
+            if outcome is Outcome.SUCCESS and before.probe_successes + 1 == CLOSE_AT:
+                expected = State.CLOSED
+            elif failed and before.probe_failures + 1 == REOPEN_AT:
+                expected = State.OPEN
+            else:
+                expected = State.HALF_OPEN
+            assert self.breaker.state is expected
         if counted and self.breaker.state is State.CLOSED:
             # The verdict is taken on each counted result (not when old results expire).
             snap = self.breaker.snapshot(self.now)
@@ -515,7 +633,7 @@ class BreakerMachine(RuleBasedStateMachine):
             event(f"{t.from_state} -> {t.to_state}: {t.reason}")
             assert t.from_state is self.state
             self.state = t.to_state
-            if t.reason in (Reason.FAILURE_RATE, Reason.CONSECUTIVE_FAILURES, Reason.PROBE_FAILED):
+            if t.reason in (Reason.FAILURE_RATE, Reason.CONSECUTIVE_FAILURES, Reason.PROBES_FAILED):
                 assert t.open_for_s == POLICY.open_wait(t.trips)
             elif t.reason is Reason.COOL_DOWN:
                 assert 0.0 <= t.open_for_s <= POLICY.max_open_s
@@ -525,12 +643,14 @@ class BreakerMachine(RuleBasedStateMachine):
     def counters_are_bounded(self) -> None:
         snap = self.breaker.snapshot(self.now)
         assert 0 <= snap.probes_in_flight <= POLICY.half_open_probes
-        assert 0 <= snap.probe_successes < POLICY.probe_successes
+        assert 0 <= snap.probe_successes < CLOSE_AT
+        assert 0 <= snap.probe_failures < REOPEN_AT
+        assert snap.probe_successes + snap.probe_failures + snap.probes_in_flight <= HALF_OPEN_CALLS
         assert 0 <= snap.failures <= snap.calls
         assert snap.trips >= 0
         assert 0 <= snap.open_remaining_s <= POLICY.max_open_s
         if snap.state is not State.HALF_OPEN:
-            assert snap.probes_in_flight == snap.probe_successes == 0
+            assert snap.probes_in_flight == snap.probe_successes == snap.probe_failures == 0
         if snap.state is State.CLOSED:
             assert snap.trips == 0
         generation = self.breaker.generation

@@ -24,7 +24,7 @@ minimum_calls = 5
 failure_rate = 0.5
 open_s = 10.0
 half_open_probes = 1
-probe_successes = 2
+half_open_calls = 2   # at failure_rate 0.5: the first failed probe re-opens, 2 successes close
 
 [retry]
 max_attempts = {attempts}
