@@ -185,9 +185,9 @@ def report(
     before_trip = [
         r for r in results if fail_at <= r.sent and (first_503 is None or r.done < first_503)
     ]
-    failed_fast = [
+    failed_fast = sorted(
         r.done - r.sent for r in results if r.status == 503 and fail_at <= r.sent < heal_at
-    ]
+    )
     first_ok = min((r.done for r in results if r.status == 200 and r.sent >= heal_at), default=None)
     full = None
     for b in sorted(buckets):
