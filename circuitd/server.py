@@ -40,6 +40,33 @@ class StartupError(Exception):
     pass
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopSignals:
+    """SIGTERM/SIGINT outside the event loop's own receiver: before it is open (start-up) a
+    stop is remembered and acted on once it is; after it has closed (the drain is done, the
+    process is exiting) one is ignored. Without this, the supervisor's forwarded SIGTERM
+    landing just after a terminal's SIGINT had drained a worker killed it (exit -15)."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def install(self) -> StopSignals:
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, self._note)
+        return self
+
+    def ignore(self) -> None:
+        """Once the worker has drained: SIG_IGN, which (unlike a Python handler) interpreter
+        finalization keeps."""
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.received = True
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -92,6 +119,7 @@ async def run_worker(
     source: ConfigSource | None = None,
     stop: trio.Event | None = None,
     notifier: Notifier | None = None,
+    held: StopSignals | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serves until SIGTERM/SIGINT or `stop` is set, then drains and returns.
@@ -109,7 +137,7 @@ async def run_worker(
         interval = notifier.watchdog_interval()
         if interval is not None:
             lifetime.start_soon(keep_alive, notifier, interval)
-        await lifetime.start(_on_signals, stop, notifier, source, serving)
+        await lifetime.start(_on_signals, stop, notifier, source, serving, held)
         await _serve(config, env, sock, stop, notifier, serving, task_status)
         lifetime.cancel_scope.cancel()
 
@@ -135,12 +163,17 @@ async def _on_signals(
     notifier: Notifier,
     source: ConfigSource | None,
     serving: _Serving,
+    held: StopSignals | None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     # Open for the worker's whole life, the final flush included: a second SIGTERM (an
     # impatient operator, a terminal's SIGINT to the process group plus the supervisor's
-    # SIGTERM) must not kill a worker that drains or writes its last rows.
+    # SIGTERM) must not kill a worker that drains or writes its last rows. (`held` covers
+    # the moments before it opens and after it closes.)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        if held is not None and held.received:
+            log.info("stop requested during start-up")
+            stop.set()
         task_status.started()
         async for signum in signals:
             log.info("signal received", extra={"signal": signum})
@@ -224,8 +257,10 @@ def _worker_process(
 ) -> None:
     """One worker process of several (see `circuitd.supervisor`)."""
     configure_logging(config.server.log_level)
+    held = StopSignals().install()
     notifier = PipeNotifier(supervisor, watchdog_usec)
-    trio.run(partial(run_worker, config, env, sock, source=source, notifier=notifier))
+    trio.run(partial(run_worker, config, env, sock, source=source, notifier=notifier, held=held))
+    held.ignore()
 
 
 def serve(config: Config, env: Mapping[str, str], source: ConfigSource | None = None) -> int:
@@ -247,6 +282,9 @@ def serve(config: Config, env: Mapping[str, str], source: ConfigSource | None = 
         log.error(str(exc))
         return 2
     if workers == 1:
-        trio.run(partial(run_worker, config, dict(env), first, source=source, notifier=notifier))
+        held = StopSignals().install()
+        worker = partial(run_worker, config, dict(env), first, source=source, notifier=notifier)
+        trio.run(partial(worker, held=held))
+        held.ignore()
         return 0
     return supervise(partial(_worker_process, config, dict(env), source), sockets, notifier)
