@@ -183,6 +183,8 @@ def markdown(rows: list[Row], fixed: dict[tuple[str, str], dict], args: argparse
                 f"| {r.system} | {r.scenario} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} "
                 f"| {fmt(r.p95_ms, 2)} | {fmt(r.p99_ms, 2)} | {r.failures} |"
             )
+    if args.rate <= 0:
+        return "\n".join(lines)
     lines += [
         "",
         f"Open loop at a fixed {args.rate:g} req/s for {args.seconds} s (bench/fixed_rate.py; "
@@ -247,7 +249,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=32, help="locust users")
     parser.add_argument("--workers", type=int, default=2, help="circuitd's and LiteLLM's")
     parser.add_argument("--scenarios", default=SCENARIOS)
-    parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate req/s")
+    parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate req/s; 0: skip")
     parser.add_argument("--transport", choices=("h11", "httpx"), default="h11")
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
     parser.add_argument("--no-wrk", action="store_true", help="skip wrk even if installed")
@@ -290,7 +292,7 @@ def main() -> int:
                         )
                     )
                     print(rows[-1], file=sys.stderr, flush=True)
-        for stream in (False, True):
+        for stream in (False, True) if args.rate > 0 else ():
             for target in systems:
                 row, summary = run_fixed(target, stream, args)
                 rows.append(row)
