@@ -45,7 +45,6 @@ import math
 from typing import Final
 
 import msgspec
-from msgspec import UNSET, UnsetType
 
 from circuitd.core.window import SlidingWindow
 
@@ -123,16 +122,11 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     open_backoff: float = 2.0  # multiplies the wait on each consecutive trip
     max_open_s: float = 120.0  # caps the wait, and a Retry-After cool-down
     half_open_probes: int = 2  # probes in flight at once while half-open
-    # The half-open verdict is the failure rate over at most this many probe results (10 if
-    # unset). At 10 and failure_rate 0.5: 5 failures re-open, 6 successes close; an upstream
-    # failing 25% of its calls re-opens it with probability 0.078 (the first-failure rule of
-    # old: 0.44), and a still-dead one costs 5 failed probes per open period (old: 1). Always
-    # an int once constructed (`__post_init__` fills it in).
-    half_open_calls: int | UnsetType = UNSET
-    # Deprecated name of half_open_calls (it counted the successful probes that closed; any
-    # failed probe re-opened): `probe_successes = n` reads as half_open_calls = n, which at
-    # failure_rate <= 1/n gives the old verdicts exactly (the old default 2 at 0.5 included).
-    probe_successes: int | UnsetType = UNSET
+    # The half-open verdict is the failure rate over at most this many probe results. At 10
+    # and failure_rate 0.5: 5 failures re-open, 6 successes close; an upstream failing 25% of
+    # its calls re-opens it with probability 0.078 (re-opening on the first failure: 0.44),
+    # and a still-dead one costs 5 failed probes per open period.
+    half_open_calls: int = 10
 
     def __post_init__(self) -> None:
         # msgspec turns a ValueError raised here into a ValidationError naming the field.
@@ -140,17 +134,6 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-        if not isinstance(self.probe_successes, UnsetType):
-            if self.half_open_calls is not UNSET:
-                raise ValueError(
-                    "probe_successes is the deprecated name of half_open_calls: set only"
-                    " half_open_calls"
-                )
-            if self.probe_successes < 1:
-                raise ValueError(f"probe_successes must be >= 1, got {self.probe_successes!r}")
-            msgspec.structs.force_setattr(self, "half_open_calls", self.probe_successes)
-        elif isinstance(self.half_open_calls, UnsetType):
-            msgspec.structs.force_setattr(self, "half_open_calls", _HALF_OPEN_CALLS)
         for name in ("buckets", "minimum_calls", "half_open_probes", "half_open_calls"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
@@ -172,7 +155,6 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """(N, the failed probes that re-open, the successful probes that close): see HALF_OPEN
         in the module docstring."""
         calls = self.half_open_calls
-        assert isinstance(calls, int)  # filled in by __post_init__
         # The fewest failures k with k / calls >= failure_rate, by the window verdict's own
         # float comparison (7/25 >= 0.28 holds, yet 0.28 * 25 is 7.000000000000001).
         reopen = min(max(math.ceil(self.failure_rate * calls), 1), calls)
@@ -189,9 +171,6 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         except OverflowError:
             return self.max_open_s
         return min(wait, self.max_open_s)
-
-
-_HALF_OPEN_CALLS: Final = 10
 
 
 class Transition(msgspec.Struct, frozen=True):

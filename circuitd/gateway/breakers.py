@@ -20,12 +20,6 @@ _MAX_BREAKERS = 4096  # env-only mode makes a deployment per model name a client
 
 class Breakers:
     def __init__(self, policy: BreakerPolicy, metrics: Metrics) -> None:
-        if isinstance(policy.probe_successes, int):
-            log.warning(
-                "[breaker] probe_successes is deprecated: read as half_open_calls = %d (the"
-                " probe results the half-open verdict is judged on); rename it",
-                policy.probe_successes,
-            )
         self.policy = policy
         self._metrics = metrics
         self._by_deployment: dict[str, Breaker] = {}

@@ -82,10 +82,10 @@ def probe_until_decided(breaker: Breaker, outcome: Outcome, now: float) -> int:
         ({"half_open_calls": 3}, [F, S, S], 2, State.CLOSED),
         ({"half_open_calls": 1}, [F], 0, State.OPEN),
         ({"half_open_calls": 1}, [S], 0, State.CLOSED),
-        # the deprecated name reads as half_open_calls: 2 at 0.5 is the old first-failure rule
-        ({"probe_successes": 2}, [S, F], 1, State.OPEN),
-        ({"probe_successes": 2}, [S, S], 1, State.CLOSED),
-        ({"probe_successes": 2}, [F], 0, State.OPEN),
+        # 2 at 0.5 is the first-failure rule: one failed probe re-opens, two successes close
+        ({"half_open_calls": 2}, [S, F], 1, State.OPEN),
+        ({"half_open_calls": 2}, [S, S], 1, State.CLOSED),
+        ({"half_open_calls": 2}, [F], 0, State.OPEN),
     ],
 )
 def test_the_probe_that_decides(
@@ -523,8 +523,7 @@ def test_classify(status: int | None, flags: dict[str, float], outcome: Outcome)
         {"max_open_s": 1.0},  # below open_s
         {"half_open_probes": 0},
         {"half_open_calls": 0},
-        {"probe_successes": 0},
-        {"probe_successes": 2, "half_open_calls": 2},  # the old name and the new: which?
+        {"probe_successes": 2},  # the first-failure rule's knob: now half_open_calls
         {"surprise": 1},
     ],
 )
