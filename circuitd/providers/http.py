@@ -12,12 +12,10 @@ from __future__ import annotations
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
-    AsyncIterator,
     Callable,
     Iterable,
     Mapping,
 )
-from contextlib import asynccontextmanager
 
 import httpx
 
@@ -26,9 +24,10 @@ from circuitd.providers.base import Deployment, UpstreamFailure
 from circuitd.wire.openai_chat import DONE
 
 __all__ = [
+    "Endpoints",
+    "Post",
     "deployment_timeout",
     "failure_from",
-    "post",
     "read_all",
     "sse_batches",
     "translated",
@@ -58,36 +57,70 @@ def deployment_timeout(client: httpx.AsyncClient, deployment: Deployment) -> htt
     )
 
 
-@asynccontextmanager
-async def post(
-    client: httpx.AsyncClient,
-    url: str,
-    body: bytes,
-    headers: Mapping[str, str],
-    deployment: Deployment,
-) -> AsyncIterator[httpx.Response]:
-    """The upstream's response, its body not read yet; closed (the request aborted if it is
-    still running) when the context is left."""
-    request = client.build_request(
-        "POST",
-        url,
-        content=body,
-        headers=headers,
-        timeout=deployment_timeout(client, deployment),
-    )
-    try:
-        response = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        raise failure_from(exc) from exc
-    try:
-        yield response
-    finally:
-        await response.aclose()
+class Endpoints:
+    """One provider's POST requests: each URL is parsed, and its headers merged with the
+    client's defaults, once. httpx's `build_request` redoes both on every call (~25 µs, about
+    a tenth of what the gateway itself spends on a call)."""
+
+    def __init__(self, client: httpx.AsyncClient, headers: Mapping[str, str]) -> None:
+        self.client = client
+        self._headers = headers
+        self._prepared: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes]]]] = {}
+
+    def request(self, url: str, body: bytes, deployment: Deployment) -> httpx.Request:
+        prepared = self._prepared.get(url)
+        if prepared is None:  # one per operation, or per model for per-model presets
+            prototype = self.client.build_request("POST", url, headers=self._headers)
+            raw = prototype.headers.raw
+            prepared = (prototype.url, [h for h in raw if h[0].lower() != b"content-length"])
+            self._prepared[url] = prepared
+        url_, headers = prepared
+        request = httpx.Request(
+            "POST",
+            url_,
+            headers=[*headers, (b"Content-Length", str(len(body)).encode())],
+            stream=httpx.ByteStream(body),
+            extensions={"timeout": deployment_timeout(self.client, deployment).as_dict()},
+        )
+        request.read()  # the body is in memory: `request.content` (and a replay) can use it
+        return request
+
+
+class Post:
+    """`async with Post(endpoints, url, body, deployment) as response`: the upstream's
+    response, its body not read yet; closed (the request aborted if it is still running)
+    when the block is left."""
+
+    __slots__ = ("_request", "_response", "client")
+
+    def __init__(self, endpoints: Endpoints, url: str, body: bytes, deployment: Deployment) -> None:
+        self.client = endpoints.client
+        self._request = endpoints.request(url, body, deployment)
+
+    async def __aenter__(self) -> httpx.Response:
+        try:
+            self._response = await self.client.send(self._request, stream=True)
+        except httpx.HTTPError as exc:
+            raise failure_from(exc) from exc
+        return self._response
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._response.aclose()
+
+
+def _body(response: httpx.Response) -> AsyncIterable[bytes]:
+    """The body as it arrives: the transport's own chunks unless it is content-encoded
+    (httpx's decoding layers cost more than the read itself, and are needed only then)."""
+    if "content-encoding" in response.headers:
+        return response.aiter_bytes()
+    stream = response.stream
+    assert isinstance(stream, httpx.AsyncByteStream)  # an AsyncClient's
+    return stream
 
 
 async def read_all(response: httpx.Response) -> bytes:
     try:
-        return await response.aread()
+        return b"".join([chunk async for chunk in _body(response)])
     except httpx.HTTPError as exc:
         raise failure_from(exc) from exc
 
@@ -98,7 +131,7 @@ async def sse_batches(response: httpx.Response) -> AsyncGenerator[list[SSEEvent]
     `UpstreamFailure`, as a broken one does)."""
     decoder = SSEDecoder()
     try:
-        async for data in response.aiter_raw():
+        async for data in _body(response):
             batch = decoder.feed(data)
             if batch:
                 yield batch

@@ -15,8 +15,9 @@ import httpx
 from circuitd.core.sse import SSEEvent
 from circuitd.providers.base import Deployment, Operation, UpstreamCall
 from circuitd.providers.http import (
+    Endpoints,
+    Post,
     failure_from,
-    post,
     read_all,
     sse_batches,
     translated,
@@ -61,16 +62,18 @@ class OpenAIProvider:
         api_version: str | None = None,
     ) -> None:
         self.name = name
-        self._client = client
         self.target = PresetTarget.of(preset, base_url, api_version)
         # Most presets have one URL per operation: composed here, not per call.
         operations: tuple[Operation, ...] = ("chat/completions", "embeddings")
         self._urls = {op: self.target.url(op, "") for op in operations}
-        self._headers = {
-            "content-type": "application/json",
-            **(headers or {}),
-            **self.target.auth_headers(api_key),
-        }
+        self._endpoints = Endpoints(
+            client,
+            {
+                "content-type": "application/json",
+                **(headers or {}),
+                **self.target.auth_headers(api_key),
+            },
+        )
 
     @asynccontextmanager
     async def open(self, deployment: Deployment, call: UpstreamCall) -> AsyncIterator[HttpxReply]:
@@ -80,7 +83,7 @@ class OpenAIProvider:
             if target.per_model
             else self._urls[call.operation]
         )
-        async with post(self._client, url, call.body, self._headers, deployment) as response:
+        async with Post(self._endpoints, url, call.body, deployment) as response:
             yield HttpxReply(response)
 
     async def aclose(self) -> None:

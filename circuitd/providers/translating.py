@@ -19,7 +19,7 @@ import msgspec
 
 from circuitd.core.sse import SSEEvent
 from circuitd.providers.base import Deployment, UnsupportedRequest, UpstreamCall, UpstreamFailure
-from circuitd.providers.http import post, read_all, sse_batches, translated
+from circuitd.providers.http import Endpoints, Post, read_all, sse_batches, translated
 from circuitd.wire.openai_chat import StreamError, TranslationError
 
 __all__ = ["StreamTranslation", "TranslatedReply", "TranslatingProvider", "upstream_headers"]
@@ -103,8 +103,7 @@ class TranslatingProvider:
 
     def __init__(self, name: str, client: httpx.AsyncClient, headers: dict[str, str]) -> None:
         self.name = name
-        self._client = client
-        self._headers = headers
+        self._endpoints = Endpoints(client, headers)
 
     def _translate(self, deployment: Deployment, call: UpstreamCall) -> bytes:
         """The request body in the dialect (`TranslationError` if it cannot be said)."""
@@ -127,7 +126,7 @@ class TranslatingProvider:
         except TranslationError as exc:
             raise UnsupportedRequest(str(exc)) from exc
         url = self._url(deployment, call)
-        async with post(self._client, url, body, self._headers, deployment) as response:
+        async with Post(self._endpoints, url, body, deployment) as response:
             yield self._reply(response, deployment, call)
 
     async def aclose(self) -> None:

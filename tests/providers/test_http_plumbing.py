@@ -1,0 +1,95 @@
+"""The POST plumbing every adapter shares (`circuitd.providers.http`), through the OpenAI
+adapter, against the scripted h11 server of `tests.gateway.test_upstream_pool`: the request
+a prepared endpoint sends, and bodies read as sent or decoded when the upstream compressed
+them. Both transports: circuitd's `H11Transport` and httpcore's pool."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import h11
+import httpx
+import pytest
+
+from circuitd.providers.base import Deployment, UpstreamCall
+from circuitd.providers.openai import OpenAIProvider
+from circuitd.upstream import H11Transport
+from tests.gateway.test_upstream_pool import Peer, Server, scripted_server
+
+CHAT = b'{"id":"chatcmpl-1","object":"chat.completion","choices":[]}'
+EVENTS = b'data: {"id":"c","choices":[]}\n\ndata: {"id":"d","choices":[]}\n\ndata: [DONE]\n\n'
+
+
+Script = Callable[[Peer, Server], Awaitable[None]]
+
+
+def answering(
+    body: bytes, heads: list[h11.Request], *, encoding: str | None, content_type: str
+) -> Script:
+    """Answers every request with `body` (gzipped with `encoding`), noting what came."""
+
+    async def script(peer: Peer, server: Server) -> None:
+        while (request := await peer.request()) is not None:
+            head, sent = request
+            server.requests.append((peer.index, sent))
+            heads.append(head)
+            payload = gzip.compress(body) if encoding else body
+            headers = [("content-type", content_type), ("content-length", str(len(payload)))]
+            if encoding:
+                headers.append(("content-encoding", encoding))
+            h = peer.http
+            data = h.send(h11.Response(status_code=200, headers=headers))
+            await peer.stream.send_all(data + h.send(h11.Data(data=payload)))
+            await peer.stream.send_all(h.send(h11.EndOfMessage()))
+            h.start_next_cycle()
+
+    return script
+
+
+@asynccontextmanager
+async def provider_for(transport: str, url: str) -> AsyncIterator[OpenAIProvider]:
+    pool = H11Transport() if transport == "h11" else None
+    async with httpx.AsyncClient(transport=pool, timeout=10.0) as client:
+        yield OpenAIProvider(
+            "up", client, base_url=url + "/v1", api_key="sk-test", headers={"x-tenant": "t1"}
+        )
+
+
+def deployment(provider: OpenAIProvider) -> Deployment:
+    return Deployment("up/gpt", provider, "gpt-4o-mini", None, read_timeout_s=7.0)
+
+
+@pytest.mark.parametrize("transport", ["h11", "httpx"])
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+async def test_json_body_is_read_whole_and_decoded(transport: str, encoding: str | None) -> None:
+    heads: list[h11.Request] = []
+    script = answering(CHAT, heads, encoding=encoding, content_type="application/json")
+    async with scripted_server(script) as server, provider_for(transport, server.url) as up:
+        call = UpstreamCall("req_1", b'{"model":"gpt-4o-mini"}', False)
+        for _ in range(2):  # the second on the prepared endpoint
+            async with up.open(deployment(up), call) as reply:
+                assert reply.status == 200
+                assert await reply.read() == CHAT
+    assert [body for _, body in server.requests] == [call.body, call.body]
+    head = heads[0]
+    assert head.method == b"POST" and head.target == b"/v1/chat/completions"
+    sent = dict(head.headers)
+    assert sent[b"content-length"] == str(len(call.body)).encode()
+    assert sent[b"authorization"] == b"Bearer sk-test"
+    assert sent[b"x-tenant"] == b"t1"
+    assert sent[b"content-type"] == b"application/json"
+    assert sent[b"host"] == server.url.removeprefix("http://").encode()
+    assert b"gzip" in sent[b"accept-encoding"]
+
+
+@pytest.mark.parametrize("transport", ["h11", "httpx"])
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+async def test_event_stream_is_split_and_decoded(transport: str, encoding: str | None) -> None:
+    script = answering(EVENTS, [], encoding=encoding, content_type="text/event-stream")
+    async with scripted_server(script) as server, provider_for(transport, server.url) as up:
+        call = UpstreamCall("req_1", b'{"model":"gpt-4o-mini","stream":true}', True)
+        async with up.open(deployment(up), call) as reply:
+            payloads = [p async for batch in reply.batches() for p in batch]
+    assert payloads == ['{"id":"c","choices":[]}', '{"id":"d","choices":[]}', "[DONE]"]
