@@ -8,6 +8,7 @@ prices it, and queues the row for the write-behind writer.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -26,9 +27,14 @@ log = logging.getLogger("circuitd.calls")
 
 
 def utc_timestamp(epoch: float) -> str:
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch)) + f".{int(epoch * 1000) % 1000:03d}Z"
-    )
+    """ISO 8601 to the millisecond, UTC: `2026-11-30T07:02:33.123Z`."""
+    return f"{_utc_second(int(epoch))}.{int(epoch * 1000) % 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=8)
+def _utc_second(second: int) -> str:
+    # Two timestamps per call (the row, its attempt): formatting each second once is cheaper.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 @dataclass(slots=True)
@@ -158,6 +164,12 @@ class Settler:
         )
         queued = await self._writer.submit(row)
         self._export(row, record)
+        if log.isEnabledFor(logging.INFO):
+            self._log(row, queued)
+        return row
+
+    @staticmethod
+    def _log(row: RequestRow, queued: bool) -> None:
         log.info(
             "call settled",
             extra={
@@ -179,7 +191,6 @@ class Settler:
                 "persisted": queued,
             },
         )
-        return row
 
     def _export(self, row: RequestRow, record: CallRecord) -> None:
         m = self._metrics
@@ -207,8 +218,8 @@ class Settler:
             m.ttft.labels(provider, model).observe(row.ttft_ms / 1000)
         upstream_ms = sum(a.latency_ms for a in row.attempt_log)
         m.overhead.observe(max(0.0, row.latency_ms - upstream_ms) / 1000)
-        stats = self._writer.statistics()
-        m.write_queue_depth.set(stats.queued)
-        if stats.dropped > self._dropped_seen:
-            m.rows_dropped.inc(stats.dropped - self._dropped_seen)
-            self._dropped_seen = stats.dropped
+        writer = self._writer
+        m.write_queue_depth.set(writer.queued)
+        if writer.dropped > self._dropped_seen:
+            m.rows_dropped.inc(writer.dropped - self._dropped_seen)
+            self._dropped_seen = writer.dropped

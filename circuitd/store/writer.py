@@ -163,9 +163,17 @@ class WriteBehind:
         """End intake; `run` writes what is queued, then returns. Idempotent."""
         self._send.close()
 
+    @property
+    def queued(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    @property
+    def dropped(self) -> int:
+        return self._dropped
+
     def statistics(self) -> WriterStatistics:
         return WriterStatistics(
-            queued=self._send.statistics().current_buffer_used,
+            queued=self.queued,
             queue_size=self._queue_size,
             written=self._written,
             duplicates=self._duplicates,
