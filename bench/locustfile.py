@@ -7,8 +7,9 @@ Environment:
 - BENCH_KEY: Bearer key (default "bench-key"); BENCH_BUDGET_KEY: the key with a tiny daily
   budget for BudgetHeavy (default "bench-budget"); BENCH_MODEL (default "gpt-4o-mini").
 - BENCH_TARGET: what the host is, which decides the statuses a scenario expects:
-  "circuitd" (default), "litellm", or "direct" (the mock upstream itself, which checks no
-  key and keeps no budget, so auth and budget scenarios expect 200 there).
+  "circuitd" (default), "litellm", "direct" (the mock upstream itself, which checks no
+  key and keeps no budget, so auth and budget scenarios expect 200 there), or "passthrough"
+  (bench/passthrough.py: relays everything to the mock, so it expects what "direct" does).
 - BENCH_MOCK_URL: the mock upstream's root; FaultStorm toggles its `/_mock/faults` with it.
 - BENCH_STATUS_FILE: where to write `{"status": count}` when the run stops.
 
@@ -34,6 +35,7 @@ KEY = os.environ.get("BENCH_KEY", "bench-key")
 BUDGET_KEY = os.environ.get("BENCH_BUDGET_KEY", "bench-budget")
 MODEL = os.environ.get("BENCH_MODEL", "gpt-4o-mini")
 TARGET = os.environ.get("BENCH_TARGET", "circuitd")
+TARGET = "direct" if TARGET == "passthrough" else TARGET  # it answers what the mock does
 MOCK_URL = os.environ.get("BENCH_MOCK_URL")
 PATH = "/v1/chat/completions"
 DIRECT = TARGET == "direct"

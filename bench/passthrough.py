@@ -130,9 +130,7 @@ def main() -> None:
         sock.bind(("127.0.0.1", args.port))
         sock.listen(2048)
         sock.setblocking(False)
-        process = multiprocessing.Process(
-            target=worker, args=(sock, args.upstream, args.transport)
-        )
+        process = multiprocessing.Process(target=worker, args=(sock, args.upstream, args.transport))
         process.start()
         processes.append(process)
     signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in processes])
@@ -141,14 +139,16 @@ def main() -> None:
 
 
 @contextmanager
-def running_passthrough(upstream: str, *, workers: int, transport: str) -> Iterator[tuple[str, int]]:
+def running_passthrough(
+    upstream: str, *, workers: int, transport: str
+) -> Iterator[tuple[str, int]]:
     """(base URL, pid) of a passthrough for the duration of the block."""
     from stack import free_port, wait_listening
 
     port = free_port()
+    command = [sys.executable, str(Path(__file__)), "--upstream", upstream]
     process = subprocess.Popen(
-        [sys.executable, str(Path(__file__)), "--upstream", upstream, "--port", str(port)]
-        + ["--workers", str(workers), "--transport", transport]
+        [*command, "--port", str(port), "--workers", str(workers), "--transport", transport]
     )
     try:
         wait_listening(port)

@@ -1,5 +1,6 @@
-"""What a process holds, read from /proc: resident memory, open file descriptors, and which
-of a supervisor's children are its workers (not multiprocessing's resource tracker)."""
+"""What a process holds, read from /proc: resident memory, open file descriptors, CPU time,
+and which of a supervisor's children are its workers (not multiprocessing's resource
+tracker)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,13 @@ def rss_mb(pid: int) -> float:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_rss_mb(pid: int) -> float:

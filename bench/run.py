@@ -1,12 +1,17 @@
-"""Side-by-side load runner: the mock upstream direct, circuitd, and LiteLLM (`--litellm`).
+"""Side-by-side load runner: the mock upstream direct, circuitd, LiteLLM (`--litellm`) and
+issue 8's bare passthroughs (`--passthrough`).
 
     .venv/bin/python bench/run.py --seconds 15 --users 32 --workers 2 [--litellm]
-        [--scenarios ChatJSON,...] [--rate 500] [--transport h11|httpx] [--out FILE]
+        [--passthrough] [--scenarios ChatJSON,...] [--rate 500] [--transport h11|httpx]
+        [--out FILE]
 
 Starts `circuitd mock-upstream`, circuitd (pointed at the mock, one client key plus a key with
 a tiny daily budget for BudgetHeavy) and, with `--litellm`, LiteLLM's proxy in
 `bench/.venv-litellm` (installed on first use; skipped, with the reason, if that fails)
-with as many workers, pointed at the same mock. Then, each system in turn under the same load:
+with as many workers, pointed at the same mock; with `--passthrough`, bench/passthrough.py's
+bare hypercorn apps relaying to the mock through httpx's own pool and through circuitd's
+`H11Transport` (no feature at all: what the stack costs by itself). Then, each system in
+turn under the same load:
 
 1. every locust scenario of bench/locustfile.py (`--users` closed-loop users, `--seconds`
    per row; FaultStorm, which storms the shared mock, runs last);
@@ -14,6 +19,9 @@ with as many workers, pointed at the same mock. Then, each system in turn under 
    generator. The "mock upstream direct" rows are the mock's own ceiling;
 3. an open-loop fixed rate (`--rate` req/s, bench/fixed_rate.py), JSON and streams apart:
    p50/p99 to the microsecond and time to first token, and what each system adds over direct.
+
+Under wrk, each worker's CPU time is read from /proc before and after: the "balance" column is
+the least busy worker's share of the busiest one's (1.00: evenly loaded).
 
 Prints Markdown (appended to `--out` too), and writes results.json and chart.png
 (bench/chart.py) under `--out-dir` (default: a fresh bench/out/run-*).
@@ -36,6 +44,7 @@ from pathlib import Path
 
 import httpx
 import litellm_stack
+import passthrough
 import procstat
 import wrk
 from stack import KEY, ROOT, running_stack
@@ -66,10 +75,15 @@ SCENARIOS = "ChatJSON,ChatStream,Mixed,AuthFailures,BudgetHeavy,FaultStorm"
 @dataclass(frozen=True)
 class Target:
     name: str  # as printed
-    kind: str  # BENCH_TARGET: direct, circuitd, litellm
+    kind: str  # BENCH_TARGET: direct, circuitd, litellm, passthrough
     url: str
     key: str
     pid: int | None  # for RSS; None for the mock
+    slug: str = ""  # in file names; `kind` when empty
+
+    @property
+    def file_name(self) -> str:
+        return self.slug or self.kind
 
 
 @dataclass
@@ -82,14 +96,14 @@ class Row:
     p95_ms: float  # wrk: p90
     p99_ms: float
     failures: int
-    note: str = ""  # locust: statuses seen
+    note: str = ""  # locust: statuses seen; wrk: worker balance
     ttft_p50_ms: float = float("nan")  # fixed-rate streams
     ttft_p99_ms: float = float("nan")
 
 
 def run_locust(target: Target, scenario: str, args: argparse.Namespace, out: Path) -> Row:
-    prefix = out / f"{scenario}-{target.kind}"
-    status_file = out / f"{scenario}-{target.kind}-statuses.json"
+    prefix = out / f"{scenario}-{target.file_name}"
+    status_file = out / f"{scenario}-{target.file_name}-statuses.json"
     locust = [sys.executable, "-m", "locust", "-f", str(ROOT / "bench" / "locustfile.py")]
     load = ["--headless", "-u", str(args.users), "-r", str(args.users), "-t", f"{args.seconds}s"]
     # In-flight calls finish (up to 30 s) and count: a slow failure is not left out.
@@ -175,13 +189,13 @@ def markdown(rows: list[Row], fixed: dict[tuple[str, str], dict], args: argparse
             f"wrk -t1 -c32 -d{args.seconds}s --latency -s bench/wrk_chat.lua (streams: "
             "WRK_STREAM=1):",
             "",
-            "| system | scenario | req/s | p50 ms | p90 ms | p99 ms | errors |",
-            "|---|---|---|---|---|---|---|",
+            "| system | scenario | req/s | p50 ms | p90 ms | p99 ms | errors | balance |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in (r for r in rows if r.tool == "wrk"):
             lines.append(
                 f"| {r.system} | {r.scenario} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} "
-                f"| {fmt(r.p95_ms, 2)} | {fmt(r.p99_ms, 2)} | {r.failures} |"
+                f"| {fmt(r.p95_ms, 2)} | {fmt(r.p99_ms, 2)} | {r.failures} | {r.note} |"
             )
     if args.rate <= 0:
         return "\n".join(lines)
@@ -234,6 +248,21 @@ def targets(stack: ExitStack, args: argparse.Namespace, workdir: Path) -> Iterat
                 )
             )
             yield Target(f"LiteLLM ({args.workers}w)", "litellm", url, litellm_stack.KEY, pid)
+    if args.passthrough:
+        for transport, name in (("httpx", "httpx"), ("h11", "H11Transport")):
+            url, pid = stack.enter_context(
+                passthrough.running_passthrough(
+                    gateway.upstream_url, workers=args.workers, transport=transport
+                )
+            )
+            yield Target(
+                f"hypercorn + {name} passthrough ({args.workers}w)",
+                "passthrough",
+                url,
+                KEY,
+                pid,
+                slug=f"passthrough-{transport}",
+            )
 
 
 def warm_up(target: Target, seconds: int) -> None:
@@ -252,6 +281,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate req/s; 0: skip")
     parser.add_argument("--transport", choices=("h11", "httpx"), default="h11")
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
+    parser.add_argument(
+        "--passthrough", action="store_true", help="add the bare hypercorn passthroughs"
+    )
     parser.add_argument("--no-wrk", action="store_true", help="skip wrk even if installed")
     parser.add_argument("--out", type=Path, help="append the Markdown to this file")
     parser.add_argument("--out-dir", type=Path, help="results.json, chart.png, locust CSVs")
@@ -276,9 +308,13 @@ def main() -> int:
         if wrk.available() and not args.no_wrk:
             for stream in (False, True):
                 for target in systems:
+                    pids = [] if target.pid is None else procstat.workers(target.pid)
+                    before = [procstat.cpu_seconds(p) for p in pids]
                     result = wrk.run_wrk(
                         target.url, stream=stream, key=target.key, seconds=args.seconds
                     )
+                    busy = [procstat.cpu_seconds(p) - b for p, b in zip(pids, before, strict=True)]
+                    balance = f"{min(busy) / max(busy):.2f}" if len(busy) > 1 and max(busy) else ""
                     rows.append(
                         Row(
                             "wrk",
@@ -289,6 +325,7 @@ def main() -> int:
                             result.p90_ms,
                             result.p99_ms,
                             result.errors,
+                            balance,
                         )
                     )
                     print(rows[-1], file=sys.stderr, flush=True)
