@@ -57,6 +57,9 @@ def deployment_timeout(client: httpx.AsyncClient, deployment: Deployment) -> htt
     )
 
 
+PREPARED_URLS = 256  # per provider
+
+
 class Endpoints:
     """One provider's POST requests: each URL is parsed, and its headers merged with the
     client's defaults, once. httpx's `build_request` redoes both on every call (~25 µs, about
@@ -67,13 +70,20 @@ class Endpoints:
         self._headers = headers
         self._prepared: dict[str, tuple[httpx.URL, list[tuple[bytes, bytes]]]] = {}
 
+    def __len__(self) -> int:
+        """How many URLs are prepared."""
+        return len(self._prepared)
+
     def request(self, url: str, body: bytes, deployment: Deployment) -> httpx.Request:
         prepared = self._prepared.get(url)
-        if prepared is None:  # one per operation, or per model for per-model presets
+        if prepared is None:
             prototype = self.client.build_request("POST", url, headers=self._headers)
             raw = prototype.headers.raw
             prepared = (prototype.url, [h for h in raw if h[0].lower() != b"content-length"])
-            self._prepared[url] = prepared
+            # One URL per operation, or per model where the model is in the URL (Azure,
+            # Gemini) — and in env-only mode the client names the model: bounded.
+            if len(self._prepared) < PREPARED_URLS:
+                self._prepared[url] = prepared
         url_, headers = prepared
         request = httpx.Request(
             "POST",

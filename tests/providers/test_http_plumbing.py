@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from circuitd.providers.base import Deployment, UpstreamCall
+from circuitd.providers.http import PREPARED_URLS, Endpoints
 from circuitd.providers.openai import OpenAIProvider
 from circuitd.upstream import H11Transport
 from tests.gateway.test_upstream_pool import Peer, Server, scripted_server
@@ -93,3 +94,20 @@ async def test_event_stream_is_split_and_decoded(transport: str, encoding: str |
         async with up.open(deployment(up), call) as reply:
             payloads = [p async for batch in reply.batches() for p in batch]
     assert payloads == ['{"id":"c","choices":[]}', '{"id":"d","choices":[]}', "[DONE]"]
+
+
+def test_prepared_urls_are_bounded() -> None:
+    # Where the model is in the URL and the client names the model (env-only Gemini), every
+    # name is a URL: past the bound they are built per call, not kept.
+    client = httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=9.0))
+    endpoints = Endpoints(client, {"x-goog-api-key": "k"})
+    up = OpenAIProvider("up", client, base_url="http://127.0.0.1:9/v1", api_key=None)
+    for n in range(PREPARED_URLS + 44):
+        url = f"http://127.0.0.1:9/v1/models/m{n}:generateContent"
+        request = endpoints.request(url, b"{}", deployment(up))
+        assert str(request.url) == url
+        assert request.headers["x-goog-api-key"] == "k"
+        assert request.headers["content-length"] == "2"
+        assert request.extensions["timeout"]["read"] == 7.0  # the deployment's own
+        assert request.content == b"{}"
+    assert len(endpoints) == PREPARED_URLS
