@@ -7,8 +7,10 @@ no admission, no breaker, no accounting, no metrics, no logs.
 
 `--transport httpx` is the issue's "bare hypercorn + httpx passthrough" (httpcore's pool);
 `--transport h11` puts circuitd's own `H11Transport` under the same app: the ceiling circuitd
-could reach on hypercorn with every feature free. Workers are processes with one
-SO_REUSEPORT socket each, as `circuitd serve` runs them.
+could reach on hypercorn with every feature free; `--transport none` answers a fixed body
+without any upstream: hypercorn alone. `--loop uvloop` runs the app on hypercorn's asyncio
+worker under uvloop instead of trio (httpx and none only): what that worker class would buy.
+Workers are processes with one SO_REUSEPORT socket each, as `circuitd serve` runs them.
 """
 
 from __future__ import annotations
@@ -86,10 +88,18 @@ def make_app(upstream: str, transport: str) -> Callable[..., Awaitable[None]]:
     return app
 
 
-def worker(sock: socket.socket, upstream: str, transport: str) -> None:
+def hypercorn_config() -> Config:
     config = Config()
     config.accesslog = None
     config.keep_alive_timeout = 75.0
+    return config
+
+
+def worker(sock: socket.socket, upstream: str, transport: str, loop: str) -> None:
+    if loop == "uvloop":
+        uvloop_worker(sock, upstream, transport)
+        return
+    config = hypercorn_config()
     shutdown = trio.Event()
 
     async def main() -> None:
@@ -114,13 +124,37 @@ def worker(sock: socket.socket, upstream: str, transport: str) -> None:
     trio.run(main)
 
 
+def uvloop_worker(sock: socket.socket, upstream: str, transport: str) -> None:
+    """The same app on hypercorn's asyncio worker under uvloop (httpx's pool on anyio)."""
+    import asyncio
+
+    import uvloop
+    from hypercorn.asyncio.run import worker_serve as asyncio_worker_serve
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        await asyncio_worker_serve(
+            wrap_app(make_app(upstream, transport), 0, "asgi"),
+            hypercorn_config(),
+            sockets=Sockets([], [sock], []),
+            shutdown_trigger=stop.wait,
+        )
+
+    uvloop.run(main())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", required=True, help="the upstream's root URL")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--transport", choices=("httpx", "h11", "none"), default="httpx")
+    parser.add_argument("--loop", choices=("trio", "uvloop"), default="trio")
     args = parser.parse_args()
+    if args.loop == "uvloop" and args.transport == "h11":
+        parser.error("H11Transport runs on trio: use --transport httpx or none with uvloop")
     processes = []
     for _ in range(args.workers):
         sock = socket.socket()
@@ -130,7 +164,8 @@ def main() -> None:
         sock.bind(("127.0.0.1", args.port))
         sock.listen(2048)
         sock.setblocking(False)
-        process = multiprocessing.Process(target=worker, args=(sock, args.upstream, args.transport))
+        work = (sock, args.upstream, args.transport, args.loop)
+        process = multiprocessing.Process(target=worker, args=work)
         process.start()
         processes.append(process)
     signal.signal(signal.SIGTERM, lambda *_: [p.terminate() for p in processes])
@@ -140,13 +175,13 @@ def main() -> None:
 
 @contextmanager
 def running_passthrough(
-    upstream: str, *, workers: int, transport: str
+    upstream: str, *, workers: int, transport: str, loop: str = "trio"
 ) -> Iterator[tuple[str, int]]:
     """(base URL, pid) of a passthrough for the duration of the block."""
     from stack import free_port, wait_listening
 
     port = free_port()
-    command = [sys.executable, str(Path(__file__)), "--upstream", upstream]
+    command = [sys.executable, str(Path(__file__)), "--upstream", upstream, "--loop", loop]
     process = subprocess.Popen(
         [*command, "--port", str(port), "--workers", str(workers), "--transport", transport]
     )

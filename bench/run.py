@@ -277,7 +277,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=15, help="per row")
     parser.add_argument("--users", type=int, default=32, help="locust users")
     parser.add_argument("--workers", type=int, default=2, help="circuitd's and LiteLLM's")
-    parser.add_argument("--scenarios", default=SCENARIOS)
+    parser.add_argument("--scenarios", default=SCENARIOS, help='comma-separated; "": none')
     parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate req/s; 0: skip")
     parser.add_argument("--transport", choices=("h11", "httpx"), default="h11")
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
@@ -293,7 +293,7 @@ def main() -> int:
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     # FaultStorm storms the mock every system shares and leaves breakers tripped: last.
-    scenarios = sorted(args.scenarios.split(","), key=lambda s: s == "FaultStorm")
+    scenarios = sorted(filter(None, args.scenarios.split(",")), key=lambda s: s == "FaultStorm")
     rows: list[Row] = []
     fixed: dict[tuple[str, str], dict] = {}
     rss: dict[str, float] = {}
