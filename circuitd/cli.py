@@ -129,10 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = _load(source)
     if loaded is None:
         return 1
-    from circuitd.server import serve  # imports hypercorn: not needed by the other commands
-
     config, env = loaded
-    return serve(config, env, source)
+    try:
+        from circuitd.server import serve  # imports hypercorn: not needed by the other commands
+
+        return serve(config, env, source)
+    except KeyboardInterrupt:  # Ctrl-C before it listens for signals: nothing serves yet
+        return 130
 
 
 if __name__ == "__main__":

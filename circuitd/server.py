@@ -41,6 +41,7 @@ class StartupError(Exception):
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)
 
 
 class StopSignals:
@@ -170,7 +171,10 @@ async def _on_signals(
     # impatient operator, a terminal's SIGINT to the process group plus the supervisor's
     # SIGTERM) must not kill a worker that drains or writes its last rows. (`held` covers
     # the moments before it opens and after it closes.)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    with trio.open_signal_receiver(*_SIGNALS) as signals:
+        # A worker of several is born with these blocked (see `supervisor.supervise`): any
+        # that came while it started is delivered now, to this receiver.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         if held is not None and held.received:
             log.info("stop requested during start-up")
             stop.set()

@@ -64,6 +64,13 @@ def supervise(worker_main: WorkerMain, sockets: list[socket.socket], notifier: N
     wakeup_write.setblocking(False)
     previous_wakeup = signal.set_wakeup_fd(wakeup_write.fileno())
     previous_handlers = {signum: signal.signal(signum, _note_only) for signum in _SIGNALS}
+    # Workers are born with these signals blocked (a mask survives fork and exec, a handler
+    # does not): a terminal's Ctrl-C or a forwarded signal waits until a worker's event loop
+    # receives it (`server._on_signals`) instead of killing it while it imports. Ours wait,
+    # pending, until the workers are started. Starting multiprocessing's resource tracker
+    # unblocks SIGINT and SIGTERM: it is started first, so that no worker's start does.
+    resource_tracker.ensure_running()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     workers: list[_Worker] = []
     try:
         for index, sock in enumerate(sockets):
@@ -75,8 +82,10 @@ def supervise(worker_main: WorkerMain, sockets: list[socket.socket], notifier: N
             writer.close()  # the worker holds its own copy; EOF on `reader` once it is gone
             sock.close()
             workers.append(_Worker(index, process, reader))
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return _Loop(workers, wakeup_read, notifier, metrics_dir.path).run()
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # if a start failed
         signal.set_wakeup_fd(previous_wakeup)
         for signum, handler in previous_handlers.items():
             signal.signal(signum, handler)

@@ -230,6 +230,30 @@ def test_ctrl_c_to_the_process_group_drains_every_worker_cleanly(
     assert [e["exitcode"] for e in exits] == [0, 0]
 
 
+def test_ctrl_c_while_the_workers_start_stops_them_cleanly(
+    tmp_path: Path, notify_socket: NotifySocket, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    # Ctrl-C while the workers still import: neither the SIGINT nor the supervisor's SIGTERM
+    # may kill one half-started (they are born with both blocked, pending until the worker's
+    # event loop receives them); each drains and exits 0, and so does the service.
+    process = start(tmp_path, notify_socket, processes, "--workers", "2")
+    while len(starting_workers(process.pid)) < 2:  # no READY yet: they import
+        assert process.poll() is None
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(GUARD_S) == 0
+    exits = [e for e in logged_so_far(process) if e["msg"] == "worker exited"]
+    assert [e["exitcode"] for e in exits] == [0, 0]
+
+
+def starting_workers(pid: int) -> list[int]:
+    """`children(pid, b"spawn_main")`, read while processes come and go (multiprocessing's
+    own helpers start and end meanwhile)."""
+    try:
+        return children(pid, b"spawn_main")
+    except (FileNotFoundError, ProcessLookupError):
+        return []
+
+
 def still_running(pids: list[int]) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
