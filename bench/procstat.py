@@ -5,6 +5,7 @@ tracker)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 
@@ -45,3 +46,26 @@ def cpu_seconds(pid: int) -> float:
 def tree_rss_mb(pid: int) -> float:
     """A process and its children (a supervisor and its workers), in MB."""
     return rss_mb(pid) + sum(rss_mb(c) for c in children(pid))
+
+
+def wait_idle(
+    pids: list[int], *, busy: float = 0.05, window_s: float = 1.0, limit_s: float = 60
+) -> float:
+    """Waits until the processes (and their children) together use under `busy` of a core
+    over `window_s`, at most `limit_s`; returns the seconds waited. A system that goes on
+    working after its load stopped (a backlog) would otherwise slow the next one measured."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        tree = [q for p in pids if Path(f"/proc/{p}").exists() for q in [p, *children(p)]]
+        before = sum(_cpu_or_zero(q) for q in tree)
+        time.sleep(window_s)
+        if (sum(_cpu_or_zero(q) for q in tree) - before) / window_s < busy:
+            break
+    return time.monotonic() - started
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:  # gone meanwhile
+        return 0.0

@@ -18,7 +18,9 @@ turn under the same load:
 2. wrk, JSON and SSE (`-t1 -c32`), when wrk is installed: the ceiling with a cheap load
    generator. The "mock upstream direct" rows are the mock's own ceiling;
 3. an open-loop fixed rate (`--rate` req/s, bench/fixed_rate.py), JSON and streams apart:
-   p50/p99 to the microsecond and time to first token, and what each system adds over direct.
+   p50/p99 to the microsecond and time to first token, and what each system adds over direct;
+   before each of these rows it waits (up to 60 s) for every system to go idle: one that
+   goes on working through a backlog would otherwise tax the next one's tail.
 
 Under wrk, each worker's CPU time is read from /proc before and after: the "balance" column is
 the least busy worker's share of the busiest one's (1.00: evenly loaded).
@@ -329,8 +331,13 @@ def main() -> int:
                         )
                     )
                     print(rows[-1], file=sys.stderr, flush=True)
+        busy_pids = [t.pid for t in systems if t.pid is not None]
         for stream in (False, True) if args.rate > 0 else ():
             for target in systems:
+                # Tail latencies are the first to suffer from a neighbour still at work.
+                waited = procstat.wait_idle(busy_pids)
+                if waited > 2:
+                    print(f"waited {waited:.0f} s for the systems to go idle", file=sys.stderr)
                 row, summary = run_fixed(target, stream, args)
                 rows.append(row)
                 summary["system"] = target.name

@@ -101,15 +101,15 @@ class Post:
     response, its body not read yet; closed (the request aborted if it is still running)
     when the block is left."""
 
-    __slots__ = ("_request", "_response", "client")
+    __slots__ = ("_client", "_request", "_response")
 
     def __init__(self, endpoints: Endpoints, url: str, body: bytes, deployment: Deployment) -> None:
-        self.client = endpoints.client
+        self._client = endpoints.client
         self._request = endpoints.request(url, body, deployment)
 
     async def __aenter__(self) -> httpx.Response:
         try:
-            self._response = await self.client.send(self._request, stream=True)
+            self._response = await self._client.send(self._request, stream=True)
         except httpx.HTTPError as exc:
             raise failure_from(exc) from exc
         return self._response
