@@ -26,6 +26,7 @@ from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
+from circuitd import hypercorn_tcp
 from circuitd.config import Config, ConfigError, ConfigSource
 from circuitd.gateway.app import App
 from circuitd.gateway.runtime import Gateway, open_gateway
@@ -215,6 +216,7 @@ async def _serve(
             notifier.stopping(status="draining")
             gateway.draining = True
 
+        hypercorn_tcp.install()
         async with trio.open_nursery() as serving_nursery:
             binds = await serving_nursery.start(
                 partial(

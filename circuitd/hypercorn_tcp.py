@@ -1,0 +1,111 @@
+"""hypercorn's trio TCP server with its keep-alive idle timer fixed (hypercorn 0.17 to 0.18).
+
+`install()` makes hypercorn's trio worker build `TCPServer` below instead of its own. Two
+things change, both in the idle timer that closes a keep-alive connection after
+`keep_alive_timeout` without a request:
+
+- A connection the client closed while idle was kept, socket in CLOSE-WAIT, until that
+  timeout ran out (circuitd sets 75 s): the connection's task group waited for the timer.
+  Under connection churn (clients that do not pool) that is thousands of descriptors per
+  worker, past a service's open-files limit. The asyncio worker stops its timer on close;
+  here it is stopped once the client is gone.
+- The timer was a new task per request (`TrioSingleTask`: `nursery.start` after every
+  response, a cancel at the next request) — ~15% of hypercorn's own time per request on
+  trio. `IdleTimer` keeps one task per connection and re-arms it.
+
+Both belong in hypercorn; until then this subclass is the smallest change that holds them,
+and `install` leaves hypercorn alone (with a warning) where its internals differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+from hypercorn.trio import run as hypercorn_run
+from hypercorn.trio import tcp_server as hypercorn_tcp
+
+log = logging.getLogger("circuitd")
+
+Action = Callable[[], Awaitable[None]]
+
+
+class IdleTimer:
+    """hypercorn's `SingleTask` for the idle timeout, with one task per connection: armed
+    (`restart`) after each response, disarmed (`stop`) at each request, ended (`close`)
+    with the connection. While armed it runs `action`, which waits out the timeout and
+    closes the connection (or returns early when the server shuts down)."""
+
+    __slots__ = ("_armed", "_closed", "_scope", "_started", "_wake")
+
+    def __init__(self) -> None:
+        self._armed = False
+        self._closed = False
+        self._started = False
+        self._scope: trio.CancelScope | None = None  # the running action's
+        self._wake = trio.Event()
+
+    async def restart(self, task_group: Any, action: Action) -> None:
+        if self._closed:
+            return
+        self._armed = True
+        if self._scope is not None:
+            self._scope.cancel()  # a running wait starts over
+        if not self._started:
+            self._started = True
+            task_group.spawn(self._run, action)
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._armed = False
+        if self._scope is not None:
+            self._scope.cancel()
+
+    def close(self) -> None:
+        self._closed = True
+        self._armed = False
+        if self._scope is not None:
+            self._scope.cancel()
+        self._wake.set()
+
+    async def _run(self, action: Action) -> None:
+        while not self._closed:
+            if not self._armed:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                continue
+            with trio.CancelScope() as scope:
+                self._scope = scope
+                await action()
+                return  # the timeout ran out (or the server stops): the connection closed
+            self._scope = None
+
+
+class TCPServer(hypercorn_tcp.TCPServer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.idle_task = IdleTimer()  # type: ignore[assignment]
+
+    async def _read_data(self) -> None:
+        try:
+            await super()._read_data()
+        finally:
+            # The client is gone (or reading failed): nothing is left to time out.
+            self.idle_task.close()  # type: ignore[attr-defined]
+
+
+def install() -> bool:
+    """Points hypercorn's trio worker at `TCPServer`; False (and hypercorn unchanged) when
+    its internals are not the ones this was written against."""
+    expected = (
+        getattr(hypercorn_run, "TCPServer", None) in (hypercorn_tcp.TCPServer, TCPServer)
+        and callable(getattr(hypercorn_tcp.TCPServer, "_read_data", None))
+        and callable(getattr(hypercorn_tcp.TCPServer, "_idle_timeout", None))
+    )
+    if not expected:
+        log.warning("hypercorn's trio TCP server is not the expected one: its idle timer is kept")
+        return False
+    setattr(hypercorn_run, "TCPServer", TCPServer)  # noqa: B010 - a module we do not own
+    return True

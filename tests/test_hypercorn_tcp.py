@@ -1,0 +1,143 @@
+"""`circuitd.hypercorn_tcp`: hypercorn's trio server with circuitd's idle timer, in this
+test's own trio loop on a real socket, with trio's MockClock (time moves only when a test
+jumps it, so the keep-alive timeout fires exactly when a test says).
+
+What the kernel says about the server's side of a connection is read from /proc/net/tcp:
+a socket in CLOSE-WAIT is one whose client has gone but which the server still holds."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from hypercorn.config import Config, Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from circuitd import hypercorn_tcp
+
+KEEP_ALIVE_S = 75.0
+REQUEST = b"GET / HTTP/1.1\r\nhost: test\r\n\r\n"
+CLOSE_WAIT = "08"
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    headers = [(b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@asynccontextmanager
+async def serving(asgi: Any = app) -> AsyncIterator[int]:
+    """A hypercorn server with circuitd's TCP server; yields its port."""
+    assert hypercorn_tcp.install()
+    config = Config()
+    config.keep_alive_timeout = KEEP_ALIVE_S
+    config.accesslog = None
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        serve = partial(worker_serve, wrap_app(asgi, 0, "asgi"), config)
+        await nursery.start(
+            partial(serve, sockets=Sockets([], [sock], []), shutdown_trigger=stop.wait)
+        )
+        yield port
+        stop.set()
+
+
+async def request(stream: trio.SocketStream) -> None:
+    await stream.send_all(REQUEST)
+    received = b""
+    while not received.endswith(b"\r\n\r\nok"):
+        data = await stream.receive_some(4096)
+        assert data, f"closed after {received!r}"
+        received += data
+    assert received.startswith(b"HTTP/1.1 200")
+
+
+def server_sockets(port: int, state: str | None = None) -> int:
+    """The server's connected sockets on `port` (in `state`), from the kernel's table."""
+    local = f"0100007F:{port:04X}"
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[3] != "0A" and (state is None or fields[3] == state):
+            count += 1  # 0A is the listening socket
+    return count
+
+
+@pytest.fixture(autouse=True)
+def _needs_proc() -> None:
+    if not Path("/proc/net/tcp").exists():
+        pytest.skip("reads the kernel's TCP table from /proc/net/tcp")
+
+
+async def test_a_client_closing_an_idle_connection_frees_it_at_once(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    async with serving() as port:
+        for _ in range(3):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await request(stream)
+            await trio.testing.wait_all_tasks_blocked()  # the server is idle: its timer runs
+            await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        # Before: each socket stayed in CLOSE-WAIT until the keep-alive timeout (75 s).
+        assert server_sockets(port, CLOSE_WAIT) == 0
+        assert server_sockets(port) == 0
+
+
+async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    async with serving() as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        for _ in range(3):  # each response starts the timeout over
+            await request(stream)
+            await trio.testing.wait_all_tasks_blocked()  # the server is idle: its timer runs
+            mock_clock.jump(KEEP_ALIVE_S - 1)
+            await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await stream.receive_some(4096) == b""  # the server closed it
+        await stream.aclose()
+
+
+async def test_no_timeout_while_a_request_is_served(mock_clock: trio.testing.MockClock) -> None:
+    release = trio.Event()
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await release.wait()
+        await app(scope, receive, send)
+
+    async with serving(slow) as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(REQUEST)
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(KEEP_ALIVE_S * 3)  # a long answer is not idleness
+        await trio.testing.wait_all_tasks_blocked()
+        release.set()
+        received = b""
+        while not received.endswith(b"ok"):
+            data = await stream.receive_some(4096)
+            assert data, f"closed after {received!r}"
+            received += data
+        assert received.startswith(b"HTTP/1.1 200")
+        await stream.aclose()
