@@ -43,9 +43,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree(pid: int) -> list[int]:
+    """A process and its children (a supervisor and its workers)."""
+    return [pid, *children(pid)]
+
+
 def tree_rss_mb(pid: int) -> float:
-    """A process and its children (a supervisor and its workers), in MB."""
-    return rss_mb(pid) + sum(rss_mb(c) for c in children(pid))
+    """A process and its children, in MB."""
+    return sum(rss_mb(p) for p in tree(pid))
 
 
 def wait_idle(
@@ -56,10 +61,10 @@ def wait_idle(
     working after its load stopped (a backlog) would otherwise slow the next one measured."""
     started = time.monotonic()
     while time.monotonic() - started < limit_s:
-        tree = [q for p in pids if Path(f"/proc/{p}").exists() for q in [p, *children(p)]]
-        before = sum(_cpu_or_zero(q) for q in tree)
+        every = [q for p in pids if Path(f"/proc/{p}").exists() for q in tree(p)]
+        before = sum(_cpu_or_zero(q) for q in every)
         time.sleep(window_s)
-        if (sum(_cpu_or_zero(q) for q in tree) - before) / window_s < busy:
+        if (sum(_cpu_or_zero(q) for q in every) - before) / window_s < busy:
             break
     return time.monotonic() - started
 

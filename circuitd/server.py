@@ -32,7 +32,7 @@ from circuitd.gateway.app import App
 from circuitd.gateway.runtime import Gateway, open_gateway
 from circuitd.obs.logs import configure_logging
 from circuitd.sdnotify import Notifier, PipeNotifier
-from circuitd.supervisor import supervise
+from circuitd.supervisor import SIGNALS, supervise
 
 log = logging.getLogger("circuitd")
 
@@ -42,7 +42,6 @@ class StartupError(Exception):
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-_SIGNALS = (*_STOP_SIGNALS, signal.SIGHUP)
 
 
 class StopSignals:
@@ -172,10 +171,10 @@ async def _on_signals(
     # impatient operator, a terminal's SIGINT to the process group plus the supervisor's
     # SIGTERM) must not kill a worker that drains or writes its last rows. (`held` covers
     # the moments before it opens and after it closes.)
-    with trio.open_signal_receiver(*_SIGNALS) as signals:
+    with trio.open_signal_receiver(*SIGNALS) as signals:
         # A worker of several is born with these blocked (see `supervisor.supervise`): any
         # that came while it started is delivered now, to this receiver.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         if held is not None and held.received:
             log.info("stop requested during start-up")
             stop.set()

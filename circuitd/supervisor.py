@@ -41,7 +41,8 @@ log = logging.getLogger("circuitd")
 # watchdog period it pings within, or None). Must be picklable: a module-level function.
 WorkerMain = Callable[[socket.socket, Connection, int | None], None]
 
-_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# What the supervisor forwards to its workers, and what they are born blocking (see below).
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 @dataclass
@@ -63,14 +64,14 @@ def supervise(worker_main: WorkerMain, sockets: list[socket.socket], notifier: N
     wakeup_read.setblocking(False)
     wakeup_write.setblocking(False)
     previous_wakeup = signal.set_wakeup_fd(wakeup_write.fileno())
-    previous_handlers = {signum: signal.signal(signum, _note_only) for signum in _SIGNALS}
+    previous_handlers = {signum: signal.signal(signum, _note_only) for signum in SIGNALS}
     # Workers are born with these signals blocked (a mask survives fork and exec, a handler
     # does not): a terminal's Ctrl-C or a forwarded signal waits until a worker's event loop
     # receives it (`server._on_signals`) instead of killing it while it imports. Ours wait,
     # pending, until the workers are started. Starting multiprocessing's resource tracker
     # unblocks SIGINT and SIGTERM: it is started first, so that no worker's start does.
     resource_tracker.ensure_running()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     workers: list[_Worker] = []
     try:
         for index, sock in enumerate(sockets):

@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,8 +238,9 @@ def test_ctrl_c_while_the_workers_start_stops_them_cleanly(
     # may kill one half-started (they are born with both blocked, pending until the worker's
     # event loop receives them); each drains and exits 0, and so does the service.
     process = start(tmp_path, notify_socket, processes, "--workers", "2")
+    guard = time.monotonic() + GUARD_S  # a hang guard, not a timing assertion
     while len(starting_workers(process.pid)) < 2:  # no READY yet: they import
-        assert process.poll() is None
+        assert process.poll() is None and time.monotonic() < guard
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(GUARD_S) == 0
     exits = [e for e in logged_so_far(process) if e["msg"] == "worker exited"]
