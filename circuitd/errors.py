@@ -86,9 +86,21 @@ class MethodNotAllowed(GatewayError):
 
 
 class RequestTooLarge(GatewayError):
+    """The rest of the body is never read, so the server closes the connection after the
+    answer: the answer says so, and a client does not send its next request on it."""
+
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        super().__init__(message, param=param, headers=(*headers, (b"connection", b"close")))
 
 
 class RateLimited(GatewayError):

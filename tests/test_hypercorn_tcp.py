@@ -7,6 +7,7 @@ a socket in CLOSE-WAIT is one whose client has gone but which the server still h
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -139,4 +140,104 @@ async def test_no_timeout_while_a_request_is_served(mock_clock: trio.testing.Moc
         await trio.testing.wait_all_tasks_blocked()
         release.set()
         await read_answer(stream)  # not closed meanwhile
+        await stream.aclose()
+
+
+async def test_a_response_larger_than_the_socket_takes_arrives_whole_and_in_order(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    # Each chunk is more than a loopback socket buffers: the first write is partial and the
+    # rest goes hypercorn's way, while the next chunk waits its turn.
+    chunks = [bytes([ord("a") + i]) * (4 << 20) for i in range(3)]
+    size = sum(map(len, chunks))
+
+    async def big(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("path") != "/big":
+            await app(scope, receive, send)
+            return
+        headers = [(b"content-length", str(size).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with serving(big) as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(REQUEST.replace(b"/", b"/big", 1))
+        await trio.testing.wait_all_tasks_blocked()  # the server is stuck on a full socket
+        received = bytearray()
+        while b"\r\n\r\n" not in received or len(received) < received.index(b"\r\n\r\n") + 4 + size:
+            data = await stream.receive_some(1 << 20)
+            assert data, "closed early"
+            received += data
+        head, body = bytes(received).split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert body == b"".join(chunks)
+        await request(stream)  # the connection is still good for the next request
+        await stream.aclose()
+
+
+async def test_a_client_gone_mid_response_ends_the_connection_quietly(
+    mock_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone = trio.Event()
+    sent: list[str] = []
+
+    async def halves(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("path") != "/halves":
+            await app(scope, receive, send)
+            return
+        headers = [(b"content-length", b"4")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ha", "more_body": True})
+        await gone.wait()
+        await send({"type": "http.response.body", "body": b"lf"})
+        sent.append("all")
+
+    async with serving(halves) as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(REQUEST.replace(b"/", b"/halves", 1))
+        received = b""
+        while not received.endswith(b"ha"):
+            received += await stream.receive_some(4096)
+        # A reset, not a polite close: the next write to it fails.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+        await stream.aclose()
+        gone.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent == ["all"]  # the app's last send returned: nobody left to tell
+        assert server_sockets(port) == 0
+        # and the server serves on
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await request(stream)
+        await stream.aclose()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_an_answer_given_without_reading_the_request_keeps_the_connection(
+    mock_clock: trio.testing.MockClock, chunked: bool
+) -> None:
+    # A refusal answers before reading the body. The body is already here, so hypercorn
+    # reads it before it decides on keep-alive, and the next request is served on the same
+    # connection (a close here, without `connection: close`, races the client's next send).
+    async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        headers = [] if chunked else [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    post = b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 5\r\n\r\nhello"
+    async with serving(refuse) as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        for _ in range(3):
+            await stream.send_all(post)
+            received = b""
+            end = b"0\r\n\r\n" if chunked else b"\r\n\r\nok"
+            while not received.endswith(end):
+                data = await stream.receive_some(4096)
+                assert data, f"closed after {received!r}"
+                received += data
         await stream.aclose()

@@ -77,6 +77,8 @@ async def test_error_statuses(
     ):
         response = await client.post("/v1/chat/completions", **kwargs)  # type: ignore[arg-type]
         assert_error(response, status, code)
+        # A body left unread closes the connection; the answer says so.
+        assert (response.headers.get("connection") == "close") == (status == 413)
         # ... and the daemon still answers.
         ok = await client.post("/v1/chat/completions", json=CHAT, headers=AUTH)
         assert ok.status_code == 200, ok.text
