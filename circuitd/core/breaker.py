@@ -5,10 +5,12 @@ Rules (every state change is a row of `_TRANSITIONS`; nothing else assigns the s
 - CLOSED: `acquire` always gives a permit. Each SUCCESS or FAILURE is counted into a sliding
   window (`window_s` in `buckets`, see `core.window` for its exact edges). After each counted
   result, if the window holds >= `minimum_calls` calls and failures / calls >= `failure_rate`,
-  the breaker trips: OPEN for `open_s`. It trips too after `consecutive_failures` FAILUREs
-  in a row with no SUCCESS between them, whatever the window holds: after a busy healthy
-  period the window is full of successes, and a hard outage must not wait for as many
-  failures to pile up (Envoy's `consecutive_5xx` does the same).
+  the breaker trips: OPEN for `open_s`, less up to `open_jitter` of it at random (the
+  breakers of several workers, tripped together by one storm, would otherwise probe
+  together, in step with it, after every wait). It trips too after `consecutive_failures`
+  FAILUREs in a row with no SUCCESS between them, whatever the window holds: after a busy
+  healthy period the window is full of successes, and a hard outage must not wait for as
+  many failures to pile up (Envoy's `consecutive_5xx` does the same).
 - OPEN: `acquire` refuses (None) while `now < open_until`. The first `acquire` at or after
   `open_until` moves to HALF_OPEN (lazily: without an acquire the state stays OPEN, and
   `snapshot` shows it as OPEN with 0 s remaining).
@@ -16,12 +18,13 @@ Rules (every state change is a row of `_TRANSITIONS`; nothing else assigns the s
   rest, so a recovering upstream sees a trickle, never a stampede. The probes' results are
   judged like the window's, over at most `half_open_calls` of them: with N = half_open_calls,
   k = the fewest failures with k / N >= `failure_rate`. The k-th failed probe re-opens, with
-  the wait grown by `open_backoff` per consecutive trip up to `max_open_s`; the (N - k + 1)-th
-  successful probe closes it, with a fresh window and the trips reset. Each verdict is taken
-  as soon as the rest of the N results could not change it (so a dead upstream costs k failed
-  probes, not N), and no probe is admitted beyond the N whose results could still count. One
-  failure of an upstream failing a quarter of its calls no longer re-opens it (resilience4j's
-  `permittedNumberOfCallsInHalfOpenState` does the same).
+  the wait grown by `open_backoff` per consecutive trip up to `max_open_s`, then jittered
+  the same way; the (N - k + 1)-th successful probe closes it, with a fresh window and the
+  trips reset. Each verdict is taken as soon as the rest of the N results could not change
+  it (so a dead upstream costs k failed probes, not N), and no probe is admitted beyond the
+  N whose results could still count. One failure of an upstream failing a quarter of its
+  calls no longer re-opens it (resilience4j's `permittedNumberOfCallsInHalfOpenState` does
+  the same).
 - Cool-down, in any state: a 429 or 503 with Retry-After (RATE_LIMITED) opens for exactly
   that long (capped at `max_open_s`), whatever the failure rate. The upstream said when to
   come back, so a cool-down is not a trip: it does not grow the next wait. While OPEN it can
@@ -42,6 +45,8 @@ from __future__ import annotations
 
 import enum
 import math
+import random
+from collections.abc import Callable
 from typing import Final
 
 import msgspec
@@ -118,9 +123,10 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # failures, 20 in a row is ~1e-12 per call); at high traffic 20 failures take
     # milliseconds, and at low traffic the failure rate above trips first.
     consecutive_failures: int = 20
-    open_s: float = 5.0  # the wait after a first trip
+    open_s: float = 5.0  # the wait after a first trip (at most: see open_jitter)
     open_backoff: float = 2.0  # multiplies the wait on each consecutive trip
     max_open_s: float = 120.0  # caps the wait, and a Retry-After cool-down
+    open_jitter: float = 0.2  # each trip's wait is up to this fraction shorter, at random
     half_open_probes: int = 2  # probes in flight at once while half-open
     # The half-open verdict is the failure rate over at most this many probe results. At 10
     # and failure_rate 0.5: 5 failures re-open, 6 successes close; an upstream failing 25% of
@@ -147,6 +153,8 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise ValueError(
                 f"open_backoff must be a finite number >= 1, got {self.open_backoff!r}"
             )
+        if not 0 <= self.open_jitter < 1:
+            raise ValueError(f"open_jitter must be in [0, 1), got {self.open_jitter!r}")
         if self.max_open_s < self.open_s:
             raise ValueError(f"max_open_s ({self.max_open_s}) must be >= open_s ({self.open_s})")
 
@@ -164,13 +172,14 @@ class BreakerPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             reopen += 1
         return calls, reopen, calls - reopen + 1
 
-    def open_wait(self, trips: int) -> float:
-        """How long the `trips`-th consecutive trip keeps the breaker open."""
+    def open_wait(self, trips: int, rand: float = 0.0) -> float:
+        """How long the `trips`-th consecutive trip keeps the breaker open, given `rand` in
+        [0, 1) (0: the full wait)."""
         try:
-            wait = self.open_s * self.open_backoff ** max(trips - 1, 0)
+            wait = min(self.open_s * self.open_backoff ** max(trips - 1, 0), self.max_open_s)
         except OverflowError:
-            return self.max_open_s
-        return min(wait, self.max_open_s)
+            wait = self.max_open_s
+        return wait * (1 - self.open_jitter * rand)
 
 
 class Transition(msgspec.Struct, frozen=True):
@@ -222,6 +231,7 @@ class Breaker:
         "_open_until",
         "_policy",
         "_probes",
+        "_rand",
         "_state",
         "_streak",
         "_successes",
@@ -231,8 +241,11 @@ class Breaker:
         "_window",
     )
 
-    def __init__(self, policy: BreakerPolicy | None = None) -> None:
+    def __init__(
+        self, policy: BreakerPolicy | None = None, rand: Callable[[], float] = random.random
+    ) -> None:
         self._policy = policy = policy if policy is not None else BreakerPolicy()
+        self._rand = rand  # [0, 1): the open waits' jitter
         self._window = SlidingWindow(policy.window_s, policy.buckets, counters=2)
         self._verdict = policy.half_open_verdict  # (N, failures to re-open, successes to close)
         self._state = State.CLOSED
@@ -342,7 +355,7 @@ class Breaker:
 
     def _trip(self, reason: Reason, now: float) -> None:
         self._trips += 1
-        self._enter(reason, now, self._policy.open_wait(self._trips))
+        self._enter(reason, now, self._policy.open_wait(self._trips, self._rand()))
 
     def _cool_down(self, now: float, retry_after: float) -> None:
         # `not > 0` also turns a NaN into 0: open until the next acquire, then probe.

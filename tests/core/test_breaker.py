@@ -22,6 +22,13 @@ from circuitd.core.breaker import (
 
 S, F, IG, C = Outcome.SUCCESS, Outcome.FAILURE, Outcome.IGNORED, Outcome.CANCELLED
 T0 = 1000.0
+
+
+def full_wait() -> float:
+    """The breakers' `rand` here: every open wait in full (the jitter has its own tests)."""
+    return 0.0
+
+
 # The failure-rate rules alone: most tables below count failures into the window, and the
 # consecutive-failures trip (tested on its own) would fire first.
 RATE = BreakerPolicy(consecutive_failures=0)
@@ -39,7 +46,7 @@ def call(breaker: Breaker, outcome: Outcome, now: float = T0, **kw: float) -> Pe
 
 def tripped(policy: BreakerPolicy | None = None, now: float = T0) -> Breaker:
     """A breaker that has just tripped at `now` (10 failures under the default policy)."""
-    breaker = Breaker(policy or RATE)
+    breaker = Breaker(policy or RATE, rand=full_wait)
     while breaker.state is State.CLOSED:
         call(breaker, F, now)
     breaker.pop_transitions()
@@ -160,7 +167,9 @@ def test_no_probe_beyond_those_that_can_still_count() -> None:
 def test_the_call_that_trips(
     policy: dict[str, float], outcomes: list[Outcome], trips_at: int | None
 ) -> None:
-    breaker = Breaker(msgspec.convert({"consecutive_failures": 0, **policy}, BreakerPolicy))
+    breaker = Breaker(
+        msgspec.convert({"consecutive_failures": 0, **policy}, BreakerPolicy), rand=full_wait
+    )
     for i, outcome in enumerate(outcomes):
         call(breaker, outcome)
         expected = State.OPEN if trips_at is not None and i >= trips_at else State.CLOSED
@@ -184,7 +193,7 @@ def test_the_call_that_trips(
     ],
 )
 def test_consecutive_failures_trip(outcomes: list[Outcome], trips_at: int | None) -> None:
-    breaker = Breaker(STREAK)  # 5 in a row, or the rate over 30 s
+    breaker = Breaker(STREAK, rand=full_wait)  # 5 in a row, or the rate over 30 s
     for i, outcome in enumerate(outcomes):
         call(breaker, outcome)
         expected = State.OPEN if trips_at is not None and i >= trips_at else State.CLOSED
@@ -202,7 +211,7 @@ def test_consecutive_failures_trip(outcomes: list[Outcome], trips_at: int | None
 
 
 def test_the_streak_restarts_after_each_transition() -> None:
-    breaker = Breaker(msgspec.structs.replace(STREAK, half_open_calls=2))
+    breaker = Breaker(msgspec.structs.replace(STREAK, half_open_calls=2), rand=full_wait)
     for _ in range(5):
         call(breaker, F)
     probe = breaker.acquire(T0 + 5.0)
@@ -220,13 +229,13 @@ def test_the_streak_restarts_after_each_transition() -> None:
 
 
 def test_old_failures_leave_the_window() -> None:
-    breaker = Breaker(RATE)  # 30 s in 3 s buckets
+    breaker = Breaker(RATE, rand=full_wait)  # 30 s in 3 s buckets
     for _ in range(9):
         call(breaker, F, T0)  # bucket [999, 1002): leaves at 1029
     call(breaker, F, T0 + 29.0)
     assert breaker.state is State.CLOSED  # 1029 is past the first nine
     assert breaker.snapshot(T0 + 29.0).calls == 1
-    breaker = Breaker(RATE)
+    breaker = Breaker(RATE, rand=full_wait)
     for _ in range(9):
         call(breaker, F, T0)
     call(breaker, F, T0 + 28.999)
@@ -353,7 +362,7 @@ def test_ignored_and_cancelled_probes_free_their_slot(outcome: Outcome) -> None:
 
 
 def test_retry_after_opens_a_cool_down_of_exactly_that_length() -> None:
-    breaker = Breaker(RATE)
+    breaker = Breaker(RATE, rand=full_wait)
     call(breaker, S)
     call(breaker, Outcome.RATE_LIMITED, retry_after=7.0)  # one call: no rate needed
     assert breaker.pop_transitions() == [
@@ -369,14 +378,14 @@ def test_retry_after_opens_a_cool_down_of_exactly_that_length() -> None:
 
 
 def test_cool_down_is_capped_and_never_shortens_an_open_period() -> None:
-    breaker = Breaker(RATE)
+    breaker = Breaker(RATE, rand=full_wait)
     early = breaker.acquire(T0)
     assert early is not None
     call(breaker, Outcome.RATE_LIMITED, retry_after=1e9)
     assert breaker.snapshot(T0).open_remaining_s == 120.0  # max_open_s
     breaker.record(early, Outcome.RATE_LIMITED, T0 + 1.0, retry_after=1.0)  # shorter: no effect
     assert breaker.snapshot(T0).open_remaining_s == 120.0
-    breaker = Breaker(RATE)
+    breaker = Breaker(RATE, rand=full_wait)
     stale = breaker.acquire(T0)
     assert stale is not None
     for _ in range(10):
@@ -389,7 +398,7 @@ def test_cool_down_is_capped_and_never_shortens_an_open_period() -> None:
 
 def test_cool_down_from_a_probe_or_a_stale_call_in_half_open() -> None:
     for stale in (False, True):
-        breaker = Breaker(RATE)
+        breaker = Breaker(RATE, rand=full_wait)
         old = breaker.acquire(T0)
         assert old is not None
         for _ in range(10):
@@ -404,13 +413,13 @@ def test_cool_down_from_a_probe_or_a_stale_call_in_half_open() -> None:
 
 
 def test_rate_limited_without_retry_after_is_a_failure() -> None:
-    breaker = Breaker(BreakerPolicy(minimum_calls=1, consecutive_failures=0))
+    breaker = Breaker(BreakerPolicy(minimum_calls=1, consecutive_failures=0), rand=full_wait)
     call(breaker, Outcome.RATE_LIMITED)
     assert breaker.pop_transitions()[0].reason is Reason.FAILURE_RATE
 
 
 def test_late_results_from_a_past_generation_count_nothing() -> None:
-    breaker = Breaker(RATE)
+    breaker = Breaker(RATE, rand=full_wait)
     old = [p for p in (breaker.acquire(T0) for _ in range(20)) if p is not None]
     assert len(old) == 20
     for _ in range(10):
@@ -434,14 +443,14 @@ def test_late_results_from_a_past_generation_count_nothing() -> None:
 
 
 def test_a_permit_is_recorded_exactly_once() -> None:
-    breaker = Breaker(RATE)
+    breaker = Breaker(RATE, rand=full_wait)
     permit = call(breaker, S)
     assert permit.recorded
     with pytest.raises(BreakerError, match="already recorded"):
         breaker.record(permit, S, T0)
     with pytest.raises(BreakerError, match="already recorded"):
         breaker.record(permit, C, T0)
-    foreign = Breaker(RATE).acquire(T0)
+    foreign = Breaker(RATE, rand=full_wait).acquire(T0)
     assert foreign is not None
     with pytest.raises(BreakerError, match="another breaker"):
         breaker.record(foreign, F, T0)
@@ -449,7 +458,7 @@ def test_a_permit_is_recorded_exactly_once() -> None:
 
 
 def test_snapshot() -> None:
-    breaker = Breaker(RATE)
+    breaker = Breaker(RATE, rand=full_wait)
     call(breaker, S)
     call(breaker, F)
     call(breaker, IG)
@@ -523,6 +532,8 @@ def test_classify(status: int | None, flags: dict[str, float], outcome: Outcome)
         {"max_open_s": 1.0},  # below open_s
         {"half_open_probes": 0},
         {"half_open_calls": 0},
+        {"open_jitter": 1.0},  # a wait of 0
+        {"open_jitter": -0.1},
         {"probe_successes": 2},  # the first-failure rule's knob: now half_open_calls
         {"surprise": 1},
     ],
@@ -536,6 +547,32 @@ def test_open_wait_does_not_overflow() -> None:
     policy = BreakerPolicy(open_backoff=1e300)
     assert policy.open_wait(1) == 5.0
     assert policy.open_wait(10**6) == 120.0
+    assert policy.open_wait(10**6, 0.5) == 108.0
+
+
+def test_trips_are_jittered_shorter_and_cool_downs_are_not() -> None:
+    # Each trip draws once; the wait is the grown one less up to open_jitter (0.2) of it,
+    # so the cap stays a cap and a first trip never waits longer than open_s.
+    draws = iter([0.5, 0.25, 0.0, 0.0])
+    breaker = Breaker(RATE, rand=lambda: next(draws))
+    now = T0
+    while breaker.state is State.CLOSED:
+        call(breaker, F, now)
+    waits = []
+    for _ in range(3):
+        wait = breaker.pop_transitions()[-1].open_for_s  # the last: into OPEN
+        waits.append(wait)
+        now += wait
+        assert breaker.acquire(now - 0.001) is None
+        probe_until_decided(breaker, F, now)  # half-open, the probes fail: open again
+    assert waits == [5.0 * 0.9, 10.0 * 0.95, 20.0]
+
+    def no_draw() -> float:
+        raise AssertionError("a cool-down is the upstream's own wait: not jittered")
+
+    breaker = Breaker(RATE, rand=no_draw)
+    call(breaker, Outcome.RATE_LIMITED, T0, retry_after=7.0)
+    assert breaker.pop_transitions()[0].open_for_s == 7.0
 
 
 POLICY = BreakerPolicy(
@@ -556,7 +593,7 @@ HALF_OPEN_CALLS, REOPEN_AT, CLOSE_AT = POLICY.half_open_verdict
 class BreakerMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.breaker = Breaker(POLICY)
+        self.breaker = Breaker(POLICY, rand=full_wait)
         self.now = T0
         self.outstanding: list[Permit] = []
         self.recorded: list[Permit] = []
