@@ -7,7 +7,9 @@ Checks `--base` out into a temporary git worktree, starts two stacks (bench/stac
 its own mock upstream and circuitd in env-only mode; the base one runs the worktree's code
 through PYTHONPATH), warms both, then runs wrk (`-t1 -c32`) against them in turn, round after
 round, so that both see the same machine. Compare within one run: the VM's own noise moves
-absolute numbers between runs more than most single changes do.
+absolute numbers between runs more than most single changes do. The CPU column is the
+gateway's processes' user + system time per request (from /proc): a second view of the same
+change, which a slower round moves too, though less than req/s.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import tempfile
 from contextlib import ExitStack
 from pathlib import Path
 
+import procstat
 import wrk
 from stack import KEY, ROOT, running_stack
 
@@ -42,19 +45,22 @@ def main() -> int:
         systems = []
         for name, env in ((args.base, {"PYTHONPATH": str(checkout)}), ("working tree", {})):
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            running = running_stack(workdir, workers=args.workers, env=env)
-            systems.append((name, stack.enter_context(running).gateway_url))
-        for _, url in systems:
+            running = stack.enter_context(running_stack(workdir, workers=args.workers, env=env))
+            systems.append((name, running.gateway_url, running.gateway_pid))
+        for _, url, _ in systems:
             wrk.run_wrk(url, stream=False, key=KEY, seconds=3)
-        print("| round | mode | system | req/s | p50 ms | p99 ms | errors |")
-        print("|---|---|---|---|---|---|---|")
+        print("| round | mode | system | req/s | p50 ms | p99 ms | errors | CPU µs/req |")
+        print("|---|---|---|---|---|---|---|---|")
         for round_ in range(1, args.rounds + 1):
             for mode in args.modes.split(","):
-                for name, url in systems:
+                for name, url, pid in systems:
+                    before = sum(procstat.cpu_seconds(p) for p in procstat.tree(pid))
                     r = wrk.run_wrk(url, stream=mode == "stream", key=KEY, seconds=args.seconds)
+                    cpu = sum(procstat.cpu_seconds(p) for p in procstat.tree(pid)) - before
+                    per_request = cpu / max(r.rps * args.seconds, 1) * 1e6
                     print(
                         f"| {round_} | {mode} | {name} | {r.rps:,.0f} | {r.p50_ms:.2f} "
-                        f"| {r.p99_ms:.2f} | {r.errors} |",
+                        f"| {r.p99_ms:.2f} | {r.errors} | {per_request:.0f} |",
                         flush=True,
                     )
     return 0

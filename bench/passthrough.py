@@ -10,7 +10,9 @@ no admission, no breaker, no accounting, no metrics, no logs.
 could reach on hypercorn with every feature free; `--transport none` answers a fixed body
 without any upstream: hypercorn alone. `--loop uvloop` runs the app on hypercorn's asyncio
 worker under uvloop instead of trio (httpx and none only): what that worker class would buy.
-Workers are processes with one SO_REUSEPORT socket each, as `circuitd serve` runs them.
+`--hypercorn-fixes` serves on trio through circuitd's `hypercorn_tcp` (its idle-timer fixes
+and direct writes), as `circuitd serve` does. Workers are processes with one SO_REUSEPORT
+socket each, as `circuitd serve` runs them.
 """
 
 from __future__ import annotations
@@ -95,10 +97,14 @@ def hypercorn_config() -> Config:
     return config
 
 
-def worker(sock: socket.socket, upstream: str, transport: str, loop: str) -> None:
+def worker(sock: socket.socket, upstream: str, transport: str, loop: str, fixes: bool) -> None:
     if loop == "uvloop":
         uvloop_worker(sock, upstream, transport)
         return
+    if fixes:
+        from circuitd import hypercorn_tcp
+
+        assert hypercorn_tcp.install()
     config = hypercorn_config()
     shutdown = trio.Event()
 
@@ -152,6 +158,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--transport", choices=("httpx", "h11", "none"), default="httpx")
     parser.add_argument("--loop", choices=("trio", "uvloop"), default="trio")
+    parser.add_argument(
+        "--hypercorn-fixes", action="store_true", help="trio through circuitd's hypercorn_tcp"
+    )
     args = parser.parse_args()
     if args.loop == "uvloop" and args.transport == "h11":
         parser.error("H11Transport runs on trio: use --transport httpx or none with uvloop")
@@ -164,7 +173,7 @@ def main() -> None:
         sock.bind(("127.0.0.1", args.port))
         sock.listen(2048)
         sock.setblocking(False)
-        work = (sock, args.upstream, args.transport, args.loop)
+        work = (sock, args.upstream, args.transport, args.loop, args.hypercorn_fixes)
         process = multiprocessing.Process(target=worker, args=work)
         process.start()
         processes.append(process)
@@ -175,13 +184,15 @@ def main() -> None:
 
 @contextmanager
 def running_passthrough(
-    upstream: str, *, workers: int, transport: str, loop: str = "trio"
+    upstream: str, *, workers: int, transport: str, loop: str = "trio", fixes: bool = False
 ) -> Iterator[tuple[str, int]]:
     """(base URL, pid) of a passthrough for the duration of the block."""
     from stack import free_port, wait_listening
 
     port = free_port()
     command = [sys.executable, str(Path(__file__)), "--upstream", upstream, "--loop", loop]
+    if fixes:
+        command.append("--hypercorn-fixes")
     process = subprocess.Popen(
         [*command, "--port", str(port), "--workers", str(workers), "--transport", transport]
     )

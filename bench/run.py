@@ -2,16 +2,17 @@
 issue 8's bare passthroughs (`--passthrough`).
 
     .venv/bin/python bench/run.py --seconds 15 --users 32 --workers 2 [--litellm]
-        [--passthrough] [--scenarios ChatJSON,...] [--rate 500] [--transport h11|httpx]
-        [--out FILE]
+        [--passthrough] [--passthrough-fixes] [--scenarios ChatJSON,...] [--rate 500]
+        [--transport h11|httpx] [--out FILE]
 
 Starts `circuitd mock-upstream`, circuitd (pointed at the mock, one client key plus a key with
 a tiny daily budget for BudgetHeavy) and, with `--litellm`, LiteLLM's proxy in
 `bench/.venv-litellm` (installed on first use; skipped, with the reason, if that fails)
 with as many workers, pointed at the same mock; with `--passthrough`, bench/passthrough.py's
 bare hypercorn apps relaying to the mock through httpx's own pool and through circuitd's
-`H11Transport` (no feature at all: what the stack costs by itself). Then, each system in
-turn under the same load:
+`H11Transport` (no feature at all: what the stack costs by itself); `--passthrough-fixes`
+adds the `H11Transport` one served, as circuitd is, through `circuitd.hypercorn_tcp`. Then,
+each system in turn under the same load:
 
 1. every locust scenario of bench/locustfile.py (`--users` closed-loop users, `--seconds`
    per row; FaultStorm, which storms the shared mock, runs last);
@@ -265,6 +266,20 @@ def targets(stack: ExitStack, args: argparse.Namespace, workdir: Path) -> Iterat
                 pid,
                 slug=f"passthrough-{transport}",
             )
+    if args.passthrough_fixes:
+        url, pid = stack.enter_context(
+            passthrough.running_passthrough(
+                gateway.upstream_url, workers=args.workers, transport="h11", fixes=True
+            )
+        )
+        yield Target(
+            f"hypercorn_tcp + H11Transport passthrough ({args.workers}w)",
+            "passthrough",
+            url,
+            KEY,
+            pid,
+            slug="passthrough-h11-fixes",
+        )
 
 
 def warm_up(target: Target, seconds: int) -> None:
@@ -285,6 +300,11 @@ def main() -> int:
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
     parser.add_argument(
         "--passthrough", action="store_true", help="add the bare hypercorn passthroughs"
+    )
+    parser.add_argument(
+        "--passthrough-fixes",
+        action="store_true",
+        help="add the H11Transport passthrough served through circuitd's hypercorn_tcp",
     )
     parser.add_argument("--no-wrk", action="store_true", help="skip wrk even if installed")
     parser.add_argument("--out", type=Path, help="append the Markdown to this file")

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterable,
+    AsyncIterator,
     Callable,
     Iterable,
     Mapping,
 )
+from contextlib import aclosing
 
 import httpx
 
@@ -118,19 +119,29 @@ class Post:
         await self._response.aclose()
 
 
-def _body(response: httpx.Response) -> AsyncIterable[bytes]:
+async def _body(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     """The body as it arrives: the transport's own chunks unless it is content-encoded
-    (httpx's decoding layers cost more than the read itself, and are needed only then)."""
+    (httpx's decoding layers cost more than the read itself, and are needed only then).
+    Closing this closes httpx's iterator under it too: an async generator left suspended
+    (a stream read up to its `[DONE]`) would be finalized by trio in a task of its own."""
     if "content-encoding" in response.headers:
-        return response.aiter_bytes()
-    stream = response.stream
-    assert isinstance(stream, httpx.AsyncByteStream)  # an AsyncClient's
-    return stream
+        chunks: AsyncIterator[bytes] = response.aiter_bytes()
+    else:
+        stream = response.stream
+        assert isinstance(stream, httpx.AsyncByteStream)  # an AsyncClient's
+        chunks = aiter(stream)
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        if isinstance(chunks, AsyncGenerator):
+            await chunks.aclose()
 
 
 async def read_all(response: httpx.Response) -> bytes:
     try:
-        return b"".join([chunk async for chunk in _body(response)])
+        async with aclosing(_body(response)) as chunks:
+            return b"".join([chunk async for chunk in chunks])
     except httpx.HTTPError as exc:
         raise failure_from(exc) from exc
 
@@ -141,10 +152,11 @@ async def sse_batches(response: httpx.Response) -> AsyncGenerator[list[SSEEvent]
     `UpstreamFailure`, as a broken one does)."""
     decoder = SSEDecoder()
     try:
-        async for data in _body(response):
-            batch = decoder.feed(data)
-            if batch:
-                yield batch
+        async with aclosing(_body(response)) as chunks:
+            async for data in chunks:
+                batch = decoder.feed(data)
+                if batch:
+                    yield batch
         decoder.end()
     except httpx.HTTPError as exc:
         raise failure_from(exc) from exc
@@ -153,23 +165,26 @@ async def sse_batches(response: httpx.Response) -> AsyncGenerator[list[SSEEvent]
 
 
 async def translated(
-    batches: AsyncIterable[list[SSEEvent]], feed: Callable[[SSEEvent], Iterable[str]]
+    batches: AsyncGenerator[list[SSEEvent], None], feed: Callable[[SSEEvent], Iterable[str]]
 ) -> AsyncGenerator[list[str], None]:
     """Each batch of upstream events as the OpenAI chunk payloads `feed` makes of them,
     ending after `[DONE]`. When `feed` raises (an error event), the payloads made before it
-    are yielded first: what the upstream sent before failing is still relayed."""
-    async for batch in batches:
-        payloads: list[str] = []
-        try:
-            for event in batch:
-                for payload in feed(event):
-                    payloads.append(payload)
-                    if payload == DONE:
-                        yield payloads
-                        return
-        except Exception:
+    are yielded first: what the upstream sent before failing is still relayed. `batches` is
+    closed here, whenever this ends: left to the garbage collector, trio would finalize it
+    in a task of its own (a wake-up of the loop and a task per stream)."""
+    async with aclosing(batches):
+        async for batch in batches:
+            payloads: list[str] = []
+            try:
+                for event in batch:
+                    for payload in feed(event):
+                        payloads.append(payload)
+                        if payload == DONE:
+                            yield payloads
+                            return
+            except Exception:
+                if payloads:
+                    yield payloads
+                raise
             if payloads:
                 yield payloads
-            raise
-        if payloads:
-            yield payloads

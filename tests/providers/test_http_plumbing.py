@@ -5,9 +5,11 @@ them. Both transports: circuitd's `H11Transport` and httpcore's pool."""
 
 from __future__ import annotations
 
+import gc
 import gzip
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import sys
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
 
 import h11
 import httpx
@@ -94,6 +96,35 @@ async def test_event_stream_is_split_and_decoded(transport: str, encoding: str |
         async with up.open(deployment(up), call) as reply:
             payloads = [p async for batch in reply.batches() for p in batch]
     assert payloads == ['{"id":"c","choices":[]}', '{"id":"d","choices":[]}', "[DONE]"]
+
+
+async def test_a_stream_read_to_done_leaves_no_generator_to_the_garbage_collector() -> None:
+    # Each async generator met from here on reports a finalization by the garbage collector
+    # (trio's own hook does it in a task of its own, waking the loop: per stream, that was
+    # the event splitter under the payloads, left suspended at [DONE]).
+    finalized: list[str] = []
+    hooks = sys.get_asyncgen_hooks()
+    trio_finalizer = hooks.finalizer
+    assert trio_finalizer is not None
+
+    def finalizer(agen: AsyncGenerator[object, None]) -> None:
+        finalized.append(agen.ag_code.co_name)
+        trio_finalizer(agen)
+
+    script = answering(EVENTS, [], encoding=None, content_type="text/event-stream")
+    sys.set_asyncgen_hooks(hooks.firstiter, finalizer)
+    try:
+        async with scripted_server(script) as server, provider_for("h11", server.url) as up:
+            call = UpstreamCall("req_1", b'{"model":"gpt-4o-mini","stream":true}', True)
+            async with up.open(deployment(up), call) as reply:
+                async with aclosing(reply.batches()) as batches:
+                    async for batch in batches:
+                        if batch[-1] == "[DONE]":
+                            break  # as the relay does
+        gc.collect()
+    finally:
+        sys.set_asyncgen_hooks(*hooks)
+    assert finalized == []
 
 
 def test_prepared_urls_are_bounded() -> None:
