@@ -116,11 +116,13 @@ async def test_a_stream_read_to_done_leaves_no_generator_to_the_garbage_collecto
     try:
         async with scripted_server(script) as server, provider_for("h11", server.url) as up:
             call = UpstreamCall("req_1", b'{"model":"gpt-4o-mini","stream":true}', True)
-            async with up.open(deployment(up), call) as reply:
-                async with aclosing(reply.batches()) as batches:
-                    async for batch in batches:
-                        if batch[-1] == "[DONE]":
-                            break  # as the relay does
+            async with (
+                up.open(deployment(up), call) as reply,
+                aclosing(reply.batches()) as batches,
+            ):
+                async for batch in batches:
+                    if batch[-1] == "[DONE]":
+                        break  # as the relay does
         gc.collect()
     finally:
         sys.set_asyncgen_hooks(*hooks)
