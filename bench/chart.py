@@ -73,8 +73,9 @@ def draw(rows: Rows, path: Path) -> None:
         title = "fixed rate, open loop: latency p50 / p99, time to first token p99 (ms)"
         _percentiles(next(it), fixed, title, extra=("ttft_p99_ms",))
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper right", fontsize=8)
-    fig.tight_layout()
+    # Above the panels, in a strip of its own: inside the figure it covered the first one.
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (4.2 * panels)))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
