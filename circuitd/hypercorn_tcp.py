@@ -15,7 +15,7 @@ things change in the idle timer that closes a keep-alive connection after
   trio. `IdleTimer` keeps one task per connection and re-arms it.
 
 And a write to a plain TCP client goes straight to the socket when the socket takes it all
-(`TCPServer.protocol_send`): +14% JSON requests/s through the gateway (bench/RESULTS.md).
+(`TCPServer.protocol_send`): +10% JSON requests/s through the gateway (bench/RESULTS.md).
 
 The timer fixes belong in hypercorn; until then this subclass is the smallest change that
 holds them, and `install` leaves hypercorn alone (with a warning) where its internals differ.

@@ -105,7 +105,7 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     return hc
 
 
-GC_YOUNG_THRESHOLD = 20_000  # allocations between collections of young objects (Python: 700)
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young collections (CPython 3.11/3.12: 700)
 
 
 def settle_gc() -> None:
@@ -113,8 +113,9 @@ def settle_gc() -> None:
     leaves the cyclic GC's scans (`gc.freeze`): a full collection walked all of it, hundreds
     of thousands of objects, with the event loop stalled for milliseconds — a visible share
     of the p99 under load (bench/RESULTS.md). Young objects are collected every
-    `GC_YOUNG_THRESHOLD` allocations instead of 700: a call allocates thousands, nearly all
-    freed by reference counting, so collecting that often mostly walks live ones."""
+    `GC_YOUNG_THRESHOLD` allocations instead of 700: nearly all of a call's objects are
+    freed by reference counting, so collecting that often mostly walks the live objects of
+    the calls in flight. Process-wide, hence only in a worker that owns its process."""
     gc.collect()
     gc.freeze()
     _, older, oldest = gc.get_threshold()
