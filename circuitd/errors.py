@@ -30,7 +30,6 @@ class GatewayError(Exception):
     status: int = 500
     type: str = "server_error"
     code: str | None = "internal_error"
-    kind_headers: tuple[tuple[bytes, bytes], ...] = ()  # on every answer of this kind
 
     def __init__(
         self,
@@ -42,7 +41,7 @@ class GatewayError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
-        self.headers = (*headers, *self.kind_headers)
+        self.headers = headers
 
     def body(self) -> bytes:
         return _encoder.encode(
@@ -90,9 +89,6 @@ class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"
     code = "request_too_large"
-    # The rest of the body is never read, so the server closes the connection after the
-    # answer: the answer says so, and a client does not send its next request on it.
-    kind_headers = ((b"connection", b"close"),)
 
 
 class RateLimited(GatewayError):

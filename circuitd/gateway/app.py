@@ -22,11 +22,13 @@ from circuitd.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    RequestTooLarge,
     ServiceUnavailable,
     UpstreamRejected,
 )
 from circuitd.gateway.asgi import (
     JSON,
+    BodyReceive,
     Headers,
     Message,
     Receive,
@@ -120,9 +122,10 @@ class App:
             await send(message)
 
         path, method = scope["path"], scope["method"]
+        body = BodyReceive(receive, scope, self.gateway.snapshot.config.server.max_body_bytes)
         try:
             await self._route(
-                scope, receive, send_and_count, path, method, request_id, client_id, base
+                scope, body, send_and_count, path, method, request_id, client_id, base
             )
         finally:
             request_ids_var.reset(token)
@@ -134,7 +137,7 @@ class App:
     async def _route(
         self,
         scope: Scope,
-        receive: Receive,
+        receive: BodyReceive,
         send: Send,
         path: str,
         method: str,
@@ -189,7 +192,7 @@ class App:
             else:
                 raise NotFound(f"Unknown route: {method} {path}")
         except GatewayError as error:
-            await _send_error(send, error, base)
+            await _send_error(send, error, base, receive)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -240,7 +243,7 @@ class App:
     async def _chat(
         self,
         scope: Scope,
-        receive: Receive,
+        receive: BodyReceive,
         send: Send,
         request_id: str,
         client_id: str | None,
@@ -350,7 +353,7 @@ class App:
         except GatewayError as error:
             record.fail(error)
             if not response_started:
-                await _send_error(send, error, base)
+                await _send_error(send, error, base, receive)
         except trio.Cancelled:
             record.status, record.status_code, record.error_code = "error", 503, "cancelled"
             raise
@@ -358,7 +361,7 @@ class App:
             log.exception("unexpected error while serving a chat completion")
             record.status, record.status_code, record.error_code = "error", 500, "internal_error"
             if not response_started:
-                await _send_error(send, GatewayError("Internal gateway error."), base)
+                await _send_error(send, GatewayError("Internal gateway error."), base, receive)
         finally:
             with trio.CancelScope(shield=True):
                 await gateway.settler.settle(record, trio.current_time())
@@ -376,6 +379,9 @@ class App:
         return candidates
 
 
-async def _send_error(send: Send, error: GatewayError, base: Headers) -> None:
+async def _send_error(send: Send, error: GatewayError, base: Headers, receive: BodyReceive) -> None:
+    headers = [*base, *error.headers]
+    if not receive.done and (isinstance(error, RequestTooLarge) or not await receive.finish()):
+        headers.append((b"connection", b"close"))  # the body is left unread: say so
     content_type = error.content_type if isinstance(error, UpstreamRejected) else JSON[1]
-    await start_response(send, error.status, [*base, *error.headers], error.body(), content_type)
+    await start_response(send, error.status, headers, error.body(), content_type)

@@ -49,6 +49,37 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+class BodyReceive:
+    """A request's `receive`, noting when its body has been read to its end (or the client
+    left). An answer given before that (a refusal) reads the rest first (`finish`): hypercorn
+    keeps a connection alive only if the request was read to its end by the time the answer
+    ends, and otherwise closes it without saying so — a client's next request on it then
+    fails, and a body still arriving meets a reset that can beat the answer to the client."""
+
+    __slots__ = ("_limit", "_receive", "_scope", "done")
+
+    def __init__(self, receive: Receive, scope: Scope, limit: int) -> None:
+        self._receive = receive
+        self._scope = scope
+        self._limit = limit
+        self.done = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.done = True
+        return message
+
+    async def finish(self) -> bool:
+        """Reads and drops the rest of the body; False if it is over the limit (or the
+        client left): the connection closes after the answer."""
+        try:
+            await read_body(self._scope, self, self._limit)
+        except (RequestTooLarge, InvalidRequest):
+            return False
+        return True
+
+
 async def start_response(
     send: Send, status: int, headers: Headers, body: bytes, content_type: bytes = JSON[1]
 ) -> None:

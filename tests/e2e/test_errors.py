@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import h11
 import httpx
 import pytest
+import trio
+import trio.testing
 
 from tests.harness import running_gateway
 
@@ -167,3 +171,52 @@ async def test_client_request_ids_are_echoed_but_never_merge_calls(
     rows = gateway.rows()
     assert [r["request_id"] for r in rows] == ours  # two calls, two rows
     assert [r["client_request_id"] for r in rows] == ["client-42"] * 2
+
+
+async def _answer(stream: trio.SocketStream, h: h11.Connection) -> tuple[int, bytes]:
+    """The next whole response on `stream` (status, body), read with h11."""
+    status, body = 0, b""
+    while True:
+        event = h.next_event()
+        if event is h11.NEED_DATA:
+            h.receive_data(await stream.receive_some(65536))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            h.start_next_cycle()
+            return status, body
+        else:
+            raise AssertionError(f"unexpected {event!r}")
+
+
+async def test_a_refusal_reads_the_rest_of_the_request_and_keeps_the_connection(
+    tmp_path: Path, upstream: str
+) -> None:
+    # The body arrives after the gateway has decided to refuse (a bad key): it is read before
+    # the answer, so the connection is kept. Before, hypercorn closed it without a word, and
+    # the client's next request on it failed.
+    body = json.dumps(CHAT).encode()
+    async with running_gateway(tmp_path, config_text=CONFIG.format(upstream=upstream)) as gateway:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        h = h11.Connection(h11.CLIENT)
+        for key, expected in (("wrong", 401), (KEY, 200)):
+            headers = [
+                ("host", "gateway"),
+                ("authorization", f"Bearer {key}"),
+                ("content-type", "application/json"),
+                ("content-length", str(len(body))),
+            ]
+            head = h.send(
+                h11.Request(method="POST", target="/v1/chat/completions", headers=headers)
+            )
+            await stream.send_all(head)
+            await trio.testing.wait_all_tasks_blocked()  # the gateway has the head alone
+            await stream.send_all(h.send(h11.Data(data=body)) + h.send(h11.EndOfMessage()))
+            status, answer = await _answer(stream, h)
+            assert status == expected, answer
+        await stream.aclose()
+        await gateway.drain()
+    assert [row["status_code"] for row in gateway.rows()] == [401, 200]
