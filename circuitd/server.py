@@ -42,31 +42,34 @@ class StartupError(Exception):
     pass
 
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
 class StopSignals:
-    """SIGTERM/SIGINT outside the event loop's own receiver: before it is open (start-up) a
-    stop is remembered and acted on once it is; after it has closed (the drain is done, the
-    process is exiting) one is ignored. Without this, the supervisor's forwarded SIGTERM
-    landing just after a terminal's SIGINT had drained a worker killed it (exit -15)."""
+    """SIGTERM/SIGINT (and SIGHUP) outside the event loop's own receiver: before it is open
+    (start-up) a stop, or a reload, is remembered and acted on once it is; after it has
+    closed (the drain is done, the process is exiting) one is ignored. Without this, the
+    supervisor's forwarded SIGTERM landing just after a terminal's SIGINT had drained a
+    worker killed it (exit -15), and a SIGHUP early in start-up (`systemctl reload` just
+    after `start`) ended a single-worker service."""
 
     def __init__(self) -> None:
         self.received = False
+        self.reload = False
 
     def install(self) -> StopSignals:
-        for signum in _STOP_SIGNALS:
+        for signum in SIGNALS:
             signal.signal(signum, self._note)
         return self
 
     def ignore(self) -> None:
         """Once the worker has drained: SIG_IGN, which (unlike a Python handler) interpreter
         finalization keeps."""
-        for signum in _STOP_SIGNALS:
+        for signum in SIGNALS:
             signal.signal(signum, signal.SIG_IGN)
 
     def _note(self, signum: int, _frame: object) -> None:
-        self.received = True
+        if signum == signal.SIGHUP:
+            self.reload = True
+        else:
+            self.received = True
 
 
 def is_loopback(host: str) -> bool:
@@ -160,7 +163,7 @@ async def run_worker(
         if interval is not None:
             lifetime.start_soon(keep_alive, notifier, interval)
         await lifetime.start(_on_signals, stop, notifier, source, serving, held)
-        await _serve(config, env, sock, stop, notifier, serving, own_process, task_status)
+        await _serve(config, env, sock, stop, notifier, serving, source, own_process, task_status)
         lifetime.cancel_scope.cancel()
 
 
@@ -178,6 +181,7 @@ class _Serving:
 
     gateway: Gateway | None = None  # set while it can be reloaded
     status: str | None = None  # READY's status line, once the socket serves
+    reload_pending: bool = False  # a SIGHUP came before there was a gateway to reload
 
 
 async def _on_signals(
@@ -199,6 +203,8 @@ async def _on_signals(
         if held is not None and held.received:
             log.info("stop requested during start-up")
             stop.set()
+        if held is not None and held.reload:
+            serving.reload_pending = True
         task_status.started()
         async for signum in signals:
             log.info("signal received", extra={"signal": signum})
@@ -206,8 +212,11 @@ async def _on_signals(
                 if stop.is_set():
                     log.info("already draining")
                 stop.set()
-            elif serving.gateway is None or stop.is_set():
-                log.info("reload ignored: not serving")
+            elif stop.is_set():
+                log.info("reload ignored: draining")
+            elif serving.gateway is None:
+                log.info("reload requested during start-up: done once the gateway is built")
+                serving.reload_pending = True
             elif serving.status is None:
                 reload(serving.gateway, source)
             else:
@@ -223,6 +232,7 @@ async def _serve(
     stop: trio.Event,
     notifier: Notifier,
     serving: _Serving,
+    source: ConfigSource | None,
     own_process: bool,
     task_status: trio.TaskStatus[list[str]],
 ) -> None:
@@ -230,6 +240,9 @@ async def _serve(
         if gateway.snapshot.auth.open:
             log.warning("no API keys configured: every caller is accepted (loopback only)")
         serving.gateway = gateway
+        if serving.reload_pending:  # asked for while the gateway was being built
+            serving.reload_pending = False
+            reload(gateway, source)
 
         async def shutdown_trigger() -> None:
             await stop.wait()
