@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -120,6 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "usage":
         return _usage(args)
+    # Until the config has been read a reload has nothing to do (reading it is one), and
+    # SIGHUP's default action would end the process while it imports (`systemctl reload`
+    # just after `start`). The server's own handlers take over from here.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        from circuitd.server import serve  # imports hypercorn: not needed by the other commands
+    except KeyboardInterrupt:  # Ctrl-C before it listens for signals: nothing serves yet
+        return 130
     # Command-line flags go through the same validated path as their environment variables.
     flags = {"host": "CIRCUIT_HOST", "port": "CIRCUIT_PORT", "workers": "CIRCUIT_WORKERS"}
     overrides = tuple(
@@ -131,8 +140,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     config, env = loaded
     try:
-        from circuitd.server import serve  # imports hypercorn: not needed by the other commands
-
         return serve(config, env, source)
     except KeyboardInterrupt:  # Ctrl-C before it listens for signals: nothing serves yet
         return 130
