@@ -36,8 +36,6 @@ from hypercorn.trio import tcp_server as hypercorn_tcp
 log = logging.getLogger("circuitd")
 
 Action = Callable[[], Awaitable[None]]
-# How h11 ends a response: an empty write for a sized body, this for a chunked one.
-_CHUNKED_END = b"0\r\n\r\n"
 
 
 class IdleTimer:
@@ -102,7 +100,10 @@ class TCPServer(hypercorn_tcp.TCPServer):
         sized body), each through a lock, a shielded cancel scope and a trip through trio's
         scheduler; on a socket with room in its buffer none of that does anything. What the
         socket does not take at once (or a TLS stream's, or while another write holds the
-        lock) goes hypercorn's way, in order."""
+        lock) goes hypercorn's way, in order. No write yields to the scheduler any more, so
+        an app must read its request to the end before its answer ends: hypercorn decides
+        keep-alive right then, and closes the connection if the request is not (circuitd's
+        `gateway.asgi.BodyReceive`)."""
         stream: trio.abc.Stream = self.stream  # typed as TLS; plain TCP without it
         if type(event) is RawData and type(stream) is trio.SocketStream:
             data = event.data
@@ -115,12 +116,6 @@ class TCPServer(hypercorn_tcp.TCPServer):
                     await self.protocol.handle(Closed())
                     return
                 if sent == len(data):
-                    if not data or data.endswith(_CHUNKED_END):
-                        # The end of a response keeps its trip through the scheduler: next,
-                        # hypercorn keeps the connection only if the request was read to its
-                        # end too, and this lets it read what has arrived of a request the
-                        # app answered without reading (a refusal) instead of closing.
-                        await trio.lowlevel.checkpoint()
                     return
                 event = RawData(data=data[sent:])
         await super().protocol_send(event)

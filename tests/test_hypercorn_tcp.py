@@ -212,32 +212,3 @@ async def test_a_client_gone_mid_response_ends_the_connection_quietly(
         await request(stream)
         await stream.aclose()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-
-
-@pytest.mark.parametrize("chunked", [False, True])
-async def test_an_answer_given_without_reading_the_request_keeps_the_connection(
-    mock_clock: trio.testing.MockClock, chunked: bool
-) -> None:
-    # A refusal answers before reading the body. The body is already here, so hypercorn
-    # reads it before it decides on keep-alive, and the next request is served on the same
-    # connection (a close here, without `connection: close`, races the client's next send).
-    async def refuse(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await app(scope, receive, send)
-            return
-        headers = [] if chunked else [(b"content-length", b"2")]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    post = b"POST / HTTP/1.1\r\nhost: test\r\ncontent-length: 5\r\n\r\nhello"
-    async with serving(refuse) as port:
-        stream = await trio.open_tcp_stream("127.0.0.1", port)
-        for _ in range(3):
-            await stream.send_all(post)
-            received = b""
-            end = b"0\r\n\r\n" if chunked else b"\r\n\r\nok"
-            while not received.endswith(end):
-                data = await stream.receive_some(4096)
-                assert data, f"closed after {received!r}"
-                received += data
-        await stream.aclose()

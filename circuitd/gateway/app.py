@@ -22,7 +22,6 @@ from circuitd.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    RequestTooLarge,
     ServiceUnavailable,
     UpstreamRejected,
 )
@@ -115,14 +114,17 @@ class App:
         started = trio.current_time()
         status = 0
 
+        body = BodyReceive(receive, scope, self.gateway.snapshot.config.server.max_body_bytes)
+
         async def send_and_count(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if not body.done and not await body.finish():  # an answer before the body
+                    message["headers"] = [*message["headers"], (b"connection", b"close")]
             await send(message)
 
         path, method = scope["path"], scope["method"]
-        body = BodyReceive(receive, scope, self.gateway.snapshot.config.server.max_body_bytes)
         try:
             await self._route(
                 scope, body, send_and_count, path, method, request_id, client_id, base
@@ -137,7 +139,7 @@ class App:
     async def _route(
         self,
         scope: Scope,
-        receive: BodyReceive,
+        receive: Receive,
         send: Send,
         path: str,
         method: str,
@@ -192,7 +194,7 @@ class App:
             else:
                 raise NotFound(f"Unknown route: {method} {path}")
         except GatewayError as error:
-            await _send_error(send, error, base, receive)
+            await _send_error(send, error, base)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -243,7 +245,7 @@ class App:
     async def _chat(
         self,
         scope: Scope,
-        receive: BodyReceive,
+        receive: Receive,
         send: Send,
         request_id: str,
         client_id: str | None,
@@ -353,7 +355,7 @@ class App:
         except GatewayError as error:
             record.fail(error)
             if not response_started:
-                await _send_error(send, error, base, receive)
+                await _send_error(send, error, base)
         except trio.Cancelled:
             record.status, record.status_code, record.error_code = "error", 503, "cancelled"
             raise
@@ -361,7 +363,7 @@ class App:
             log.exception("unexpected error while serving a chat completion")
             record.status, record.status_code, record.error_code = "error", 500, "internal_error"
             if not response_started:
-                await _send_error(send, GatewayError("Internal gateway error."), base, receive)
+                await _send_error(send, GatewayError("Internal gateway error."), base)
         finally:
             with trio.CancelScope(shield=True):
                 await gateway.settler.settle(record, trio.current_time())
@@ -379,9 +381,6 @@ class App:
         return candidates
 
 
-async def _send_error(send: Send, error: GatewayError, base: Headers, receive: BodyReceive) -> None:
-    headers = [*base, *error.headers]
-    if not receive.done and (isinstance(error, RequestTooLarge) or not await receive.finish()):
-        headers.append((b"connection", b"close"))  # the body is left unread: say so
+async def _send_error(send: Send, error: GatewayError, base: Headers) -> None:
     content_type = error.content_type if isinstance(error, UpstreamRejected) else JSON[1]
-    await start_response(send, error.status, headers, error.body(), content_type)
+    await start_response(send, error.status, [*base, *error.headers], error.body(), content_type)

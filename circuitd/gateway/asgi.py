@@ -50,31 +50,34 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 class BodyReceive:
-    """A request's `receive`, noting when its body has been read to its end (or the client
-    left). An answer given before that (a refusal) reads the rest first (`finish`): hypercorn
-    keeps a connection alive only if the request was read to its end by the time the answer
-    ends, and otherwise closes it without saying so — a client's next request on it then
-    fails, and a body still arriving meets a reset that can beat the answer to the client."""
+    """A request's `receive`, counting what has come of its body and noting when it has all
+    come (or the client left). An answer that starts before that (a refusal) reads the rest
+    first (`finish`, from `App`): hypercorn keeps a connection alive only if the request was
+    read to its end by the time the answer ends, and otherwise closes it without saying so —
+    the client's next request on it then fails, and a body still arriving meets a reset that
+    can beat the answer to the client."""
 
-    __slots__ = ("_limit", "_receive", "_scope", "done")
+    __slots__ = ("_limit", "_receive", "_scope", "done", "received")
 
     def __init__(self, receive: Receive, scope: Scope, limit: int) -> None:
         self._receive = receive
         self._scope = scope
         self._limit = limit
         self.done = False
+        self.received = 0  # body bytes
 
     async def __call__(self) -> Message:
         message = await self._receive()
         if message["type"] != "http.request" or not message.get("more_body", False):
             self.done = True
+        self.received += len(message.get("body", b""))
         return message
 
     async def finish(self) -> bool:
-        """Reads and drops the rest of the body; False if it is over the limit (or the
-        client left): the connection closes after the answer."""
+        """Reads and drops the rest of the body; False when the body is over the limit (a
+        413: what is left is not read) or the client left — the connection must close."""
         try:
-            await read_body(self._scope, self, self._limit)
+            await read_body(self._scope, self, self._limit - self.received)
         except (RequestTooLarge, InvalidRequest):
             return False
         return True
