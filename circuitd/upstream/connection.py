@@ -1,4 +1,5 @@
-"""One HTTP/1.1 connection: a trio stream (TCP, or TLS over it) and an h11 state machine."""
+"""One HTTP/1.1 connection: a trio stream (TCP, or TLS over it) and the reader of the response
+to its current request (`http1`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import ssl
 from collections.abc import Mapping
 from typing import Final
 
-import h11
 import httpx
 import trio
+
+from circuitd.upstream import http1
 
 __all__ = [
     "BROKEN",
@@ -43,7 +45,7 @@ def describe(exc: BaseException) -> str:
 
 
 class Connection:
-    __slots__ = ("h11", "idle_since", "origin", "reused", "socket", "stream")
+    __slots__ = ("idle_since", "origin", "reader", "reused", "socket", "stream")
 
     def __init__(
         self, stream: trio.abc.Stream, socket: trio.socket.SocketType, origin: Origin
@@ -51,7 +53,7 @@ class Connection:
         self.stream = stream
         self.socket = socket  # the TCP socket under `stream`
         self.origin = origin
-        self.h11 = h11.Connection(h11.CLIENT)
+        self.reader = http1.ResponseReader()  # the current request's (a new one each)
         self.reused = False
         self.idle_since = 0.0
 
@@ -78,32 +80,29 @@ class Connection:
 
     async def exchange(
         self, request: httpx.Request, timeouts: Mapping[str, float | None]
-    ) -> h11.Response:
+    ) -> http1.ResponseHead:
         """Send `request` and read up to its response head. Raises httpx's errors, or `Stale`
         when sending it again on a fresh connection is safe."""
-        h = self.h11
+        method = request.method.encode("ascii")
         try:
-            head = h.send(
-                h11.Request(
-                    method=request.method, target=request.url.raw_path, headers=request.headers.raw
-                )
-            )
-        except h11.LocalProtocolError as exc:
+            outgoing = http1.Request(method, request.url.raw_path, request.headers.raw)
+        except http1.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
+        reader = self.reader = http1.ResponseReader(
+            no_body=method == b"HEAD", keep_alive=not outgoing.close
+        )
         write = timeouts.get("write")
         stream = request.stream
         replayable = isinstance(stream, httpx.ByteStream)
         try:
-            if replayable:  # in memory: one send for head, body and end
-                body = request.content
-                data = head + h.send(h11.Data(data=body)) if body else head
-                await self.send(data + h.send(h11.EndOfMessage()), write, request)
+            if replayable:  # in memory: one send for head and body
+                try:
+                    data = outgoing.head + outgoing.body(request.content)
+                except http1.LocalProtocolError as exc:
+                    raise httpx.LocalProtocolError(str(exc), request=request) from exc
+                await self.send(data, write, request)
             elif isinstance(stream, httpx.AsyncByteStream):
-                await self.send(head, write, request)
-                async for chunk in stream:
-                    if chunk:
-                        await self.send(h.send(h11.Data(data=chunk)), write, request)
-                await self.send(h.send(h11.EndOfMessage()), write, request)
+                await self._send_streamed(outgoing, stream, write, request)
             else:
                 raise TypeError("a request body for an async transport must be async")
         except BROKEN as exc:
@@ -111,28 +110,48 @@ class Connection:
             raise self._failed(failure, replayable) from exc
 
         read = timeouts.get("read")
-        received = False  # any byte of the response (else h11's server is in SEND_RESPONSE)
+        received = False  # any byte of the response
         try:
-            while True:
-                event = h.next_event()
-                if event is h11.NEED_DATA:
-                    data = await self.receive(read, request)
-                    if not data:
-                        message = "server disconnected before the end of the response head"
-                        eof = httpx.RemoteProtocolError(message, request=request)
-                        raise self._failed(eof, replayable and not received)
-                    received = True
-                    h.receive_data(data)
-                elif type(event) is h11.Response:
-                    return event
-                elif type(event) is not h11.InformationalResponse:  # 1xx: read on
-                    message = f"unexpected {type(event).__name__} before the response"
-                    raise httpx.RemoteProtocolError(message, request=request)
-        except h11.RemoteProtocolError as exc:
+            while (head := reader.read_head()) is None:
+                data = await self.receive(read, request)
+                if not data:
+                    message = "server disconnected before the end of the response head"
+                    eof = httpx.RemoteProtocolError(message, request=request)
+                    raise self._failed(eof, replayable and not received)
+                received = True
+                reader.receive(data)
+            return head
+        except http1.RemoteProtocolError as exc:
             raise httpx.RemoteProtocolError(str(exc), request=request) from exc
         except BROKEN as exc:
             error = httpx.ReadError(describe(exc), request=request)
             raise self._failed(error, replayable and not received) from exc
+
+    async def _send_streamed(
+        self,
+        outgoing: http1.Request,
+        stream: httpx.AsyncByteStream,
+        write: float | None,
+        request: httpx.Request,
+    ) -> None:
+        """The head, then each chunk of the body as it comes, framed as the head says."""
+        await self.send(outgoing.head, write, request)
+        sent = 0
+        async for data in stream:
+            if not data:
+                continue
+            sent += len(data)
+            if outgoing.chunked:
+                data = http1.chunk(data)
+            elif sent > (outgoing.length or 0):
+                message = f"a body longer than its Content-Length of {outgoing.length or 0}"
+                raise httpx.LocalProtocolError(message, request=request)
+            await self.send(data, write, request)
+        if outgoing.chunked:
+            await self.send(http1.LAST_CHUNK, write, request)
+        elif sent != (outgoing.length or 0):
+            message = f"a body of {sent} bytes for a Content-Length of {outgoing.length or 0}"
+            raise httpx.LocalProtocolError(message, request=request)
 
     def _failed(self, error: httpx.TransportError, retry: bool) -> Exception:
         return Stale(error) if retry and self.reused else error

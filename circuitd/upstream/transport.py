@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import h11
 import httpx
 import trio
 
+from circuitd.upstream import http1
 from circuitd.upstream.connection import (
     BROKEN,
     Connection,
@@ -45,8 +45,9 @@ class PoolStatistics:
 
 
 class ResponseBody(httpx.AsyncByteStream):
-    """h11 `Data` events as they come. The connection goes back to the pool at
-    `EndOfMessage`; an error, a cancellation or an early `aclose` close it."""
+    """The response body as it comes: all the bytes already received, at each step. The
+    connection goes back to the pool at the end of the body; an error, a cancellation or an
+    early `aclose` close it."""
 
     __slots__ = ("_conn", "_read", "_request", "_transport")
 
@@ -65,27 +66,20 @@ class ResponseBody(httpx.AsyncByteStream):
         conn = self._conn
         if conn is None:
             raise StopAsyncIteration
-        h = conn.h11
+        reader = conn.reader
         try:
-            while True:
-                event = h.next_event()
-                if type(event) is h11.Data:
-                    return bytes(event.data)  # h11 hands out bytearrays
-                if event is h11.NEED_DATA:
-                    h.receive_data(await conn.receive(self._read, self._request))
-                elif type(event) is h11.EndOfMessage:
-                    break
-                else:
-                    message = f"unexpected {type(event).__name__} in the response body"
-                    raise httpx.RemoteProtocolError(message, request=self._request)
+            while (data := reader.read_body()) is None:
+                reader.receive(await conn.receive(self._read, self._request))
         except BaseException as exc:
             self._conn = None
             self._transport._discard(conn)
-            if isinstance(exc, h11.RemoteProtocolError):  # e.g. the body cut short
+            if isinstance(exc, http1.RemoteProtocolError):  # e.g. the body cut short
                 raise httpx.RemoteProtocolError(str(exc), request=self._request) from exc
             if isinstance(exc, BROKEN):
                 raise httpx.ReadError(describe(exc), request=self._request) from exc
             raise
+        if data:
+            return data
         self._conn = None
         self._transport._recycle(conn)
         raise StopAsyncIteration
@@ -97,22 +91,21 @@ class ResponseBody(httpx.AsyncByteStream):
         if conn is None:
             return
         self._conn = None
-        h = conn.h11
+        reader = conn.reader
         received = False
         try:
             while True:
-                event = h.next_event()
-                while type(event) is h11.Data:
-                    event = h.next_event()
-                if type(event) is h11.EndOfMessage:
+                while data := reader.read_body():
+                    pass
+                if data is not None:  # the end
                     self._transport._recycle(conn)
                     return
-                if received or event is not h11.NEED_DATA or not conn.socket.is_readable():
+                if received or not conn.socket.is_readable():
                     break
                 received = True  # one receive at most, and only of bytes already here
                 with trio.CancelScope(shield=True, relative_deadline=CLOSE_GRACE_S):
-                    h.receive_data(await conn.receive(None, self._request))
-        except (h11.RemoteProtocolError, *BROKEN):
+                    reader.receive(await conn.receive(None, self._request))
+        except (http1.RemoteProtocolError, *BROKEN):
             pass
         self._transport._discard(conn)
 
@@ -182,10 +175,10 @@ class H11Transport(httpx.AsyncBaseTransport):
                 conn.close()
             self._release()
             raise
-        version = head.http_version
+        version = head.version
         return httpx.Response(
-            head.status_code,
-            headers=head.headers.raw_items(),
+            head.status,
+            headers=head.headers,
             stream=ResponseBody(self, conn, request, timeouts.get("read")),
             extensions={
                 "http_version": b"HTTP/1.1" if version == b"1.1" else b"HTTP/" + version,
@@ -274,29 +267,19 @@ class H11Transport(httpx.AsyncBaseTransport):
 
     def _recycle(self, conn: Connection) -> None:
         """A response ended: pool its connection if keep-alive allows it and there is room."""
-        h = conn.h11
-        if (
-            self._closed
-            or h.our_state is not h11.DONE
-            or h.their_state is not h11.DONE
-            or self._n_idle >= self._max_keepalive
-        ):
-            conn.close()
+        if self._closed or not conn.reader.reusable or self._n_idle >= self._max_keepalive:
+            conn.close()  # (not reusable: keep-alive refused, or bytes past the response)
         else:
-            h.start_next_cycle()
-            if h.trailing_data[0]:  # bytes past the response: nothing to trust
-                conn.close()
-            else:
-                stack = self._idle.get(conn.origin)
-                if stack is None:
-                    stack = self._idle[conn.origin] = deque()
-                now = trio.current_time()
-                while stack and now - stack[0].idle_since >= self._expiry:
-                    stack.popleft().close()
-                    self._n_idle -= 1
-                conn.idle_since = now
-                stack.append(conn)
-                self._n_idle += 1
+            stack = self._idle.get(conn.origin)
+            if stack is None:
+                stack = self._idle[conn.origin] = deque()
+            now = trio.current_time()
+            while stack and now - stack[0].idle_since >= self._expiry:
+                stack.popleft().close()
+                self._n_idle -= 1
+            conn.idle_since = now
+            stack.append(conn)
+            self._n_idle += 1
         self._release()
 
     def _discard(self, conn: Connection) -> None:
