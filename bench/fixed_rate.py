@@ -6,7 +6,7 @@
 Request i is due at start + i/rate whether or not earlier ones have answered (no coordinated
 omission: a slow answer delays no later request, and each latency counts from when its
 request was due, so a client that falls behind shows it). One trio task per request through
-one `httpx.AsyncClient` on circuitd's `H11Transport` (the cheapest Python client at hand;
+one `httpx.AsyncClient` on circuitd's `Http1Transport` (the cheapest Python client at hand;
 its own cost is in every row alike, so compare rows, not absolutes). Streams also report the
 time to first token: from due time to the first content delta (`"content":"x`).
 The first second is warm-up and not counted. Prints a summary, or JSON with `--json`.
@@ -25,7 +25,7 @@ import httpx
 import msgspec
 import trio
 
-from circuitd.upstream import H11Transport
+from circuitd.upstream import Http1Transport
 
 FIRST_CONTENT = re.compile(rb'"content":"[^"]')
 WARMUP_S = 1.0
@@ -158,7 +158,7 @@ async def drive(
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
     total = int((WARMUP_S + seconds) * rate)
     warmup = int(WARMUP_S * rate)
-    async with httpx.AsyncClient(transport=H11Transport(limits=limits), timeout=TIMEOUTS) as c:
+    async with httpx.AsyncClient(transport=Http1Transport(limits=limits), timeout=TIMEOUTS) as c:
         start = trio.current_time() + 0.1
         async with trio.open_nursery() as nursery:
             for i in range(total):

@@ -3,10 +3,10 @@ relays `POST /v1/chat/completions` to an upstream through one `httpx.AsyncClient
 no admission, no breaker, no accounting, no metrics, no logs.
 
     .venv/bin/python bench/passthrough.py --upstream http://127.0.0.1:PORT \\
-        --port 8090 --workers 2 --transport httpx|h11
+        --port 8090 --workers 2 --transport httpx|http1
 
 `--transport httpx` is the issue's "bare hypercorn + httpx passthrough" (httpcore's pool);
-`--transport h11` puts circuitd's own `H11Transport` under the same app: the ceiling circuitd
+`--transport http1` puts circuitd's own `Http1Transport` under the same app: the ceiling circuitd
 could reach on hypercorn with every feature free; `--transport none` answers a fixed body
 without any upstream: hypercorn alone. `--loop uvloop` runs the app on hypercorn's asyncio
 worker under uvloop instead of trio (httpx and none only): what that worker class would buy.
@@ -34,7 +34,7 @@ from hypercorn.config import Config, Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from circuitd.upstream import H11Transport
+from circuitd.upstream import Http1Transport
 
 # `--transport none`: a fixed answer of the mock's size, no upstream at all (hypercorn alone).
 STATIC = b'{"id":"chatcmpl-static","object":"chat.completion","choices":[]}'.ljust(700)
@@ -46,7 +46,7 @@ Message = dict[str, Any]
 def make_app(upstream: str, transport: str) -> Callable[..., Awaitable[None]]:
     client = httpx.AsyncClient(
         base_url=upstream,
-        transport=H11Transport() if transport == "h11" else None,
+        transport=Http1Transport() if transport == "http1" else None,
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         timeout=30.0,
     )
@@ -156,14 +156,14 @@ def main() -> None:
     parser.add_argument("--upstream", required=True, help="the upstream's root URL")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--transport", choices=("httpx", "h11", "none"), default="httpx")
+    parser.add_argument("--transport", choices=("httpx", "http1", "none"), default="httpx")
     parser.add_argument("--loop", choices=("trio", "uvloop"), default="trio")
     parser.add_argument(
         "--hypercorn-fixes", action="store_true", help="trio through circuitd's hypercorn_tcp"
     )
     args = parser.parse_args()
-    if args.loop == "uvloop" and args.transport == "h11":
-        parser.error("H11Transport runs on trio: use --transport httpx or none with uvloop")
+    if args.loop == "uvloop" and args.transport == "http1":
+        parser.error("Http1Transport runs on trio: use --transport httpx or none with uvloop")
     processes = []
     for _ in range(args.workers):
         sock = socket.socket()

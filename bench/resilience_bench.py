@@ -39,7 +39,7 @@ from circuitd.gateway.settle import CallRecord
 from circuitd.obs.metrics import Metrics
 from circuitd.providers.base import Deployment
 from circuitd.providers.mock import MockProvider
-from circuitd.upstream import H11Transport
+from circuitd.upstream import Http1Transport
 
 BODY = msgspec.json.encode(
     {
@@ -111,7 +111,7 @@ async def outage(concurrency: int, healthy_s: float, outage_s: float, after_s: f
     with running_stack(workdir) as stack:
         limits = httpx.Limits(max_connections=concurrency * 2)
         client = httpx.AsyncClient(
-            transport=H11Transport(limits=limits),
+            transport=Http1Transport(limits=limits),
             timeout=httpx.Timeout(30.0),
             headers={"authorization": f"Bearer {KEY}", "content-type": "application/json"},
         )

@@ -3,15 +3,15 @@ issue 8's bare passthroughs (`--passthrough`).
 
     .venv/bin/python bench/run.py --seconds 15 --users 32 --workers 2 [--litellm]
         [--passthrough] [--passthrough-fixes] [--scenarios ChatJSON,...] [--rate 500]
-        [--transport h11|httpx] [--out FILE]
+        [--transport http1|httpx] [--out FILE]
 
 Starts `circuitd mock-upstream`, circuitd (pointed at the mock, one client key plus a key with
 a tiny daily budget for BudgetHeavy) and, with `--litellm`, LiteLLM's proxy in
 `bench/.venv-litellm` (installed on first use; skipped, with the reason, if that fails)
 with as many workers, pointed at the same mock; with `--passthrough`, bench/passthrough.py's
 bare hypercorn apps relaying to the mock through httpx's own pool and through circuitd's
-`H11Transport` (no feature at all: what the stack costs by itself); `--passthrough-fixes`
-adds the `H11Transport` one served, as circuitd is, through `circuitd.hypercorn_tcp`. Then,
+`Http1Transport` (no feature at all: what the stack costs by itself); `--passthrough-fixes`
+adds the `Http1Transport` one served, as circuitd is, through `circuitd.hypercorn_tcp`. Then,
 each system in turn under the same load:
 
 1. every locust scenario of bench/locustfile.py (`--users` closed-loop users, `--seconds`
@@ -252,7 +252,7 @@ def targets(stack: ExitStack, args: argparse.Namespace, workdir: Path) -> Iterat
             )
             yield Target(f"LiteLLM ({args.workers}w)", "litellm", url, litellm_stack.KEY, pid)
     if args.passthrough:
-        for transport, name in (("httpx", "httpx"), ("h11", "H11Transport")):
+        for transport, name in (("httpx", "httpx"), ("http1", "Http1Transport")):
             url, pid = stack.enter_context(
                 passthrough.running_passthrough(
                     gateway.upstream_url, workers=args.workers, transport=transport
@@ -269,16 +269,16 @@ def targets(stack: ExitStack, args: argparse.Namespace, workdir: Path) -> Iterat
     if args.passthrough_fixes:
         url, pid = stack.enter_context(
             passthrough.running_passthrough(
-                gateway.upstream_url, workers=args.workers, transport="h11", fixes=True
+                gateway.upstream_url, workers=args.workers, transport="http1", fixes=True
             )
         )
         yield Target(
-            f"hypercorn_tcp + H11Transport passthrough ({args.workers}w)",
+            f"hypercorn_tcp + Http1Transport passthrough ({args.workers}w)",
             "passthrough",
             url,
             KEY,
             pid,
-            slug="passthrough-h11-fixes",
+            slug="passthrough-http1-fixes",
         )
 
 
@@ -296,7 +296,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="circuitd's and LiteLLM's")
     parser.add_argument("--scenarios", default=SCENARIOS, help='comma-separated; "": none')
     parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate req/s; 0: skip")
-    parser.add_argument("--transport", choices=("h11", "httpx"), default="h11")
+    parser.add_argument("--transport", choices=("http1", "httpx"), default="http1")
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
     parser.add_argument(
         "--passthrough", action="store_true", help="add the bare hypercorn passthroughs"
@@ -304,7 +304,7 @@ def main() -> int:
     parser.add_argument(
         "--passthrough-fixes",
         action="store_true",
-        help="add the H11Transport passthrough served through circuitd's hypercorn_tcp",
+        help="add the Http1Transport passthrough served through circuitd's hypercorn_tcp",
     )
     parser.add_argument("--no-wrk", action="store_true", help="skip wrk even if installed")
     parser.add_argument("--out", type=Path, help="append the Markdown to this file")

@@ -1,7 +1,7 @@
-"""httpx's default transport (httpcore's pool) vs. circuitd's `H11Transport`, client side.
+"""httpx's default transport (httpcore's pool) vs. circuitd's `Http1Transport`, client side.
 
     .venv/bin/python bench/transport_bench.py [--requests 20000] [--concurrency 32]
-        [--scenario json|stream|both] [--rounds 3] [--transport httpx|h11|both]
+        [--scenario json|stream|both] [--rounds 3] [--transport httpx|http1|both]
 
 Starts `circuitd mock-upstream` as a subprocess (its own process: the numbers here are the
 client's), then sends `requests` chat completions from `concurrency` trio tasks through one
@@ -25,7 +25,7 @@ import httpx
 import msgspec
 import trio
 
-from circuitd.upstream import H11Transport
+from circuitd.upstream import Http1Transport
 
 BODY = msgspec.json.encode(
     {
@@ -58,8 +58,8 @@ def client_for(name: str, concurrency: int) -> httpx.AsyncClient:
     limits = httpx.Limits(
         max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2
     )
-    if name == "h11":
-        return httpx.AsyncClient(transport=H11Transport(limits=limits), timeout=TIMEOUTS)
+    if name == "http1":
+        return httpx.AsyncClient(transport=Http1Transport(limits=limits), timeout=TIMEOUTS)
     return httpx.AsyncClient(limits=limits, timeout=TIMEOUTS, trust_env=False)
 
 
@@ -125,7 +125,7 @@ def connections(base: str) -> int:
 
 async def bench(args: argparse.Namespace, base: str) -> None:
     scenarios = ["json", "stream"] if args.scenario == "both" else [args.scenario]
-    transports = ["httpx", "h11"] if args.transport == "both" else [args.transport]
+    transports = ["httpx", "http1"] if args.transport == "both" else [args.transport]
     print(
         f"{args.requests} requests, {args.concurrency} concurrent tasks, "
         f"{os.cpu_count()} CPUs (shared with the mock upstream)"
@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--scenario", choices=["json", "stream", "both"], default="both")
-    parser.add_argument("--transport", choices=["httpx", "h11", "both"], default="both")
+    parser.add_argument("--transport", choices=["httpx", "http1", "both"], default="both")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     process, base = start_mock()

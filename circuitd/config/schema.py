@@ -47,8 +47,9 @@ class StoreConfig(_Section, frozen=True):
 
 
 class UpstreamConfig(_Section, frozen=True):
-    # "h11": circuitd's own O(1) HTTP/1.1 pool (circuitd/upstream); "httpx": httpcore's pool.
-    transport: Literal["h11", "httpx"] = "h11"
+    # "http1": circuitd's own O(1) HTTP/1.1 pool (circuitd/upstream; "h11", its name until it
+    # stopped using h11, is still accepted); "httpx": httpcore's pool.
+    transport: Literal["http1", "h11", "httpx"] = "http1"
     max_connections: int = 1024
     max_keepalive_connections: int = 256
     keepalive_expiry_s: float = 30.0

@@ -34,7 +34,7 @@ from circuitd.providers.gemini import GeminiProvider
 from circuitd.providers.mock import MockProvider
 from circuitd.providers.openai import OpenAIProvider
 from circuitd.store.writer import WriteBehind
-from circuitd.upstream import H11Transport
+from circuitd.upstream import Http1Transport
 from circuitd.wire.openai import ModelEntry, ModelList
 
 log = logging.getLogger("circuitd")
@@ -116,7 +116,7 @@ def upstream_client(config: Config) -> UpstreamClient:
     )
     return UpstreamClient(
         limits=limits,
-        transport=H11Transport(limits=limits) if up.transport == "h11" else None,
+        transport=None if up.transport == "httpx" else Http1Transport(limits=limits),
         timeout=httpx.Timeout(
             connect=up.connect_timeout_s,
             read=up.read_timeout_s,

@@ -41,6 +41,6 @@ with `request.content` for in-memory bodies, `httpx.AsyncByteStream` for the res
 and the `http_version`/`reason_phrase` response extensions.
 """
 
-from circuitd.upstream.transport import DEFAULT_LIMITS, H11Transport, PoolStatistics
+from circuitd.upstream.transport import DEFAULT_LIMITS, Http1Transport, PoolStatistics
 
-__all__ = ["DEFAULT_LIMITS", "H11Transport", "PoolStatistics"]
+__all__ = ["DEFAULT_LIMITS", "Http1Transport", "PoolStatistics"]

@@ -1,4 +1,4 @@
-"""`H11Transport`: the pool (O(1) per request) and the response body stream."""
+"""`Http1Transport`: the pool (O(1) per request) and the response body stream."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from circuitd.upstream.connection import (
     tls_context,
 )
 
-__all__ = ["DEFAULT_LIMITS", "H11Transport", "PoolStatistics"]
+__all__ = ["DEFAULT_LIMITS", "Http1Transport", "PoolStatistics"]
 
 DEFAULT_LIMITS: Final = httpx.Limits(
     max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0
@@ -52,7 +52,11 @@ class ResponseBody(httpx.AsyncByteStream):
     __slots__ = ("_conn", "_read", "_request", "_transport")
 
     def __init__(
-        self, transport: H11Transport, conn: Connection, request: httpx.Request, read: float | None
+        self,
+        transport: Http1Transport,
+        conn: Connection,
+        request: httpx.Request,
+        read: float | None,
     ) -> None:
         self._transport = transport
         self._conn: Connection | None = conn
@@ -110,8 +114,8 @@ class ResponseBody(httpx.AsyncByteStream):
         self._transport._discard(conn)
 
 
-class H11Transport(httpx.AsyncBaseTransport):
-    """`httpx.AsyncClient(transport=H11Transport(limits=httpx.Limits(...)))`."""
+class Http1Transport(httpx.AsyncBaseTransport):
+    """`httpx.AsyncClient(transport=Http1Transport(limits=httpx.Limits(...)))`."""
 
     def __init__(
         self, *, limits: httpx.Limits = DEFAULT_LIMITS, ssl_context: ssl.SSLContext | None = None

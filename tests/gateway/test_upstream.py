@@ -1,4 +1,4 @@
-"""`H11Transport` under httpx's client API against `circuitd mock-upstream` on real sockets.
+"""`Http1Transport` under httpx's client API against `circuitd mock-upstream` on real sockets.
 
 Synchronisation is the mock's own view (`/_mock/stats` long-polls), never a sleep; the few
 timeouts below are short on purpose and nothing asserts how long anything took.
@@ -17,7 +17,7 @@ import trio
 
 from circuitd.mockupstream.testing import running_mock_upstream
 from circuitd.providers.openai import failure_from
-from circuitd.upstream import H11Transport, PoolStatistics
+from circuitd.upstream import Http1Transport, PoolStatistics
 
 TIMEOUT = httpx.Timeout(10.0)
 
@@ -29,14 +29,14 @@ def base() -> Iterator[str]:
 
 
 @pytest.fixture
-async def transport() -> AsyncIterator[H11Transport]:
-    transport = H11Transport(limits=httpx.Limits(max_connections=8, keepalive_expiry=60))
+async def transport() -> AsyncIterator[Http1Transport]:
+    transport = Http1Transport(limits=httpx.Limits(max_connections=8, keepalive_expiry=60))
     yield transport
     await transport.aclose()
 
 
 @pytest.fixture
-async def client(transport: H11Transport) -> AsyncIterator[httpx.AsyncClient]:
+async def client(transport: Http1Transport) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
         yield client
 
@@ -83,13 +83,13 @@ async def send(
     return await client.send(request, stream=True)
 
 
-def idle_and_active(transport: H11Transport) -> tuple[int, int]:
+def idle_and_active(transport: Http1Transport) -> tuple[int, int]:
     stats = transport.statistics()
     return stats.idle, stats.active
 
 
 async def test_json_request_and_response(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     response = await send(client, base, chat())
     try:
@@ -128,7 +128,7 @@ async def test_stream_is_read_chunk_by_chunk(client: httpx.AsyncClient, base: st
 
 
 async def test_whole_stream_then_keep_alive(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     before = await mock_stats(base)
     for _ in range(3):
@@ -143,7 +143,7 @@ async def test_whole_stream_then_keep_alive(
 
 
 async def test_sequential_requests_share_one_connection(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     before = await mock_stats(base)
     for _ in range(5):
@@ -155,7 +155,7 @@ async def test_sequential_requests_share_one_connection(
 
 
 async def test_concurrency_is_capped_by_max_connections(base: str) -> None:
-    transport = H11Transport(limits=httpx.Limits(max_connections=4))
+    transport = Http1Transport(limits=httpx.Limits(max_connections=4))
     before = await mock_stats(base)
     statuses: list[int] = []
     async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
@@ -176,7 +176,7 @@ async def test_concurrency_is_capped_by_max_connections(base: str) -> None:
 
 
 async def test_early_close_mid_stream_disconnects_upstream(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     response = await send(client, base, chat(stream=True, stall_after=2))
     chunks = response.aiter_raw()
@@ -191,7 +191,7 @@ async def test_early_close_mid_stream_disconnects_upstream(
 
 
 async def test_closing_after_done_keeps_the_connection(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     # The gateway's SSE relay stops at `[DONE]` and closes; the chunked terminator follows
     # right behind it, so the connection is still reusable (no disconnect either).
@@ -211,7 +211,7 @@ async def test_closing_after_done_keeps_the_connection(
 
 
 async def test_read_timeout_on_a_stalled_stream(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     timeout = httpx.Timeout(10.0, read=0.2)
     response = await send(client, base, chat(stream=True, stall_after=1), timeout)
@@ -226,7 +226,7 @@ async def test_read_timeout_on_a_stalled_stream(
 
 
 async def test_read_timeout_before_the_response_head(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     with pytest.raises(httpx.ReadTimeout):
         await send(client, base, chat(latency_ms=20_000), httpx.Timeout(10.0, read=0.2))
@@ -251,7 +251,7 @@ async def test_connect_timeout(client: httpx.AsyncClient, base: str) -> None:
 
 
 async def test_cut_stream_is_a_protocol_error(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     response = await send(client, base, chat(stream=True, cut_after=2))
     with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)) as caught:
@@ -262,7 +262,7 @@ async def test_cut_stream_is_a_protocol_error(
 
 
 async def test_upstream_error_status_passes_through(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     for status in (500, 429):
         response = await client.post(
@@ -275,7 +275,7 @@ async def test_upstream_error_status_passes_through(
 
 
 async def test_cancelled_while_waiting_for_the_head(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     async with trio.open_nursery() as nursery:
 
@@ -295,7 +295,7 @@ async def test_cancelled_while_waiting_for_the_head(
 
 
 async def test_cancelled_while_reading_the_body(
-    client: httpx.AsyncClient, transport: H11Transport, base: str
+    client: httpx.AsyncClient, transport: Http1Transport, base: str
 ) -> None:
     # Only the role chunk comes, then nothing: the second read has to wait on the socket
     # (a read that finds its bytes already buffered returns them without a checkpoint).
@@ -312,7 +312,7 @@ async def test_cancelled_while_reading_the_body(
 
 
 async def test_pool_timeout_and_statistics(base: str) -> None:
-    transport = H11Transport(limits=httpx.Limits(max_connections=1))
+    transport = Http1Transport(limits=httpx.Limits(max_connections=1))
     async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
         held = await send(client, base, chat(stream=True, stall_after=0))
         assert transport.statistics() == PoolStatistics(
@@ -327,7 +327,7 @@ async def test_pool_timeout_and_statistics(base: str) -> None:
 
 
 async def test_closed_client_closes_idle_connections(base: str) -> None:
-    transport = H11Transport()
+    transport = Http1Transport()
     async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
         await client.post(base + "/v1/chat/completions", content=chat())
         assert transport.statistics().idle == 1
@@ -338,14 +338,19 @@ async def test_closed_client_closes_idle_connections(base: str) -> None:
         await transport.handle_async_request(httpx.Request("GET", base + "/v1/models"))
 
 
-async def test_gateway_client_uses_h11_and_keeps_no_cookies(base: str) -> None:
+async def test_gateway_client_uses_http1_and_keeps_no_cookies(base: str) -> None:
     from circuitd.config import load_config
     from circuitd.gateway.runtime import upstream_client
 
     config = load_config(None, {"PROVIDER": "MOCK"})
-    assert config.upstream.transport == "h11"
+    assert config.upstream.transport == "http1"
+    # "h11", the transport's name until it stopped using h11, still reads as the same one.
+    upstream = msgspec.convert({"transport": "h11"}, type(config.upstream))
+    former_name = msgspec.structs.replace(config, upstream=upstream)
+    async with upstream_client(former_name) as client:
+        assert isinstance(client._transport, Http1Transport)
     async with upstream_client(config) as client:
-        assert isinstance(client._transport, H11Transport)
+        assert isinstance(client._transport, Http1Transport)
         # A Set-Cookie from one upstream answer must not ride along on the next caller's call.
         response = httpx.Response(200, headers={"set-cookie": "session=abc; Path=/"})
         response.request = client.build_request("GET", f"{base}/_mock/stats")
@@ -360,4 +365,4 @@ async def test_gateway_client_uses_h11_and_keeps_no_cookies(base: str) -> None:
         legacy, upstream=msgspec.structs.replace(legacy.upstream, transport="httpx")
     )
     async with upstream_client(legacy) as client:
-        assert not isinstance(client._transport, H11Transport)
+        assert not isinstance(client._transport, Http1Transport)

@@ -1,4 +1,4 @@
-"""`H11Transport`'s pool against a tiny scripted h11 server in the test's own trio loop:
+"""`Http1Transport`'s pool against a tiny scripted h11 server in the test's own trio loop:
 stale keep-alive connections and the retry, LIFO reuse, lazy expiry (trio's MockClock),
 the caps, fairness. The server helpers here serve `test_upstream_wire` too."""
 
@@ -18,7 +18,7 @@ import pytest
 import trio
 import trio.testing
 
-from circuitd.upstream import H11Transport
+from circuitd.upstream import Http1Transport
 
 TIMEOUT = httpx.Timeout(10.0)
 
@@ -115,8 +115,8 @@ async def scripted_server(
 @asynccontextmanager
 async def client_for(
     **limits: float | None,
-) -> AsyncIterator[tuple[httpx.AsyncClient, H11Transport]]:
-    transport = H11Transport(limits=httpx.Limits(**limits))  # type: ignore[arg-type]
+) -> AsyncIterator[tuple[httpx.AsyncClient, Http1Transport]]:
+    transport = Http1Transport(limits=httpx.Limits(**limits))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
         yield client, transport
 

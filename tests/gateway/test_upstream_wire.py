@@ -1,4 +1,4 @@
-"""`H11Transport`'s HTTP/1.1 details against the scripted server of `test_upstream_pool`:
+"""`Http1Transport`'s HTTP/1.1 details against the scripted server of `test_upstream_pool`:
 closing at `[DONE]`, keep-alive refused, 1xx, write timeouts, the scheme, TLS."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import httpx
 import pytest
 import trio
 
-from circuitd.upstream import H11Transport
+from circuitd.upstream import Http1Transport
 from tests.gateway.test_upstream_pool import (
     TIMEOUT,
     Peer,
@@ -110,14 +110,14 @@ async def test_https_with_keep_alive(tls_files: tuple[Path, Path]) -> None:
     server_context.set_alpn_protocols(["http/1.1"])
     client_context = ssl.create_default_context(cafile=str(cert))
     async with scripted_server(tls=server_context) as server:
-        transport = H11Transport(ssl_context=client_context)
+        transport = Http1Transport(ssl_context=client_context)
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             for n in range(3):
                 assert (await client.post(server.url, content=b"%d" % n)).content == b"%d" % n
             stats = transport.statistics()
             assert (stats.opened_total, stats.reused_total) == (1, 2)
             # An untrusted certificate is a connect error.
-            other = H11Transport()
+            other = Http1Transport()
             async with httpx.AsyncClient(transport=other, timeout=TIMEOUT) as strict:
                 with pytest.raises(httpx.ConnectError):
                     await strict.post(server.url, content=b"x")

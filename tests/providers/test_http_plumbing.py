@@ -1,7 +1,7 @@
 """The POST plumbing every adapter shares (`circuitd.providers.http`), through the OpenAI
 adapter, against the scripted h11 server of `tests.gateway.test_upstream_pool`: the request
 a prepared endpoint sends, and bodies read as sent or decoded when the upstream compressed
-them. Both transports: circuitd's `H11Transport` and httpcore's pool."""
+them. Both transports: circuitd's `Http1Transport` and httpcore's pool."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 from circuitd.providers.base import Deployment, UpstreamCall
 from circuitd.providers.http import PREPARED_URLS, Endpoints
 from circuitd.providers.openai import OpenAIProvider
-from circuitd.upstream import H11Transport
+from circuitd.upstream import Http1Transport
 from tests.gateway.test_upstream_pool import Peer, Server, scripted_server
 
 CHAT = b'{"id":"chatcmpl-1","object":"chat.completion","choices":[]}'
@@ -53,7 +53,7 @@ def answering(
 
 @asynccontextmanager
 async def provider_for(transport: str, url: str) -> AsyncIterator[OpenAIProvider]:
-    pool = H11Transport() if transport == "h11" else None
+    pool = Http1Transport() if transport == "http1" else None
     async with httpx.AsyncClient(transport=pool, timeout=10.0) as client:
         yield OpenAIProvider(
             "up", client, base_url=url + "/v1", api_key="sk-test", headers={"x-tenant": "t1"}
@@ -64,7 +64,7 @@ def deployment(provider: OpenAIProvider) -> Deployment:
     return Deployment("up/gpt", provider, "gpt-4o-mini", None, read_timeout_s=7.0)
 
 
-@pytest.mark.parametrize("transport", ["h11", "httpx"])
+@pytest.mark.parametrize("transport", ["http1", "httpx"])
 @pytest.mark.parametrize("encoding", [None, "gzip"])
 async def test_json_body_is_read_whole_and_decoded(transport: str, encoding: str | None) -> None:
     heads: list[h11.Request] = []
@@ -87,7 +87,7 @@ async def test_json_body_is_read_whole_and_decoded(transport: str, encoding: str
     assert b"gzip" in sent[b"accept-encoding"]
 
 
-@pytest.mark.parametrize("transport", ["h11", "httpx"])
+@pytest.mark.parametrize("transport", ["http1", "httpx"])
 @pytest.mark.parametrize("encoding", [None, "gzip"])
 async def test_event_stream_is_split_and_decoded(transport: str, encoding: str | None) -> None:
     script = answering(EVENTS, [], encoding=encoding, content_type="text/event-stream")
@@ -114,7 +114,7 @@ async def test_a_stream_read_to_done_leaves_no_generator_to_the_garbage_collecto
     script = answering(EVENTS, [], encoding=None, content_type="text/event-stream")
     sys.set_asyncgen_hooks(hooks.firstiter, finalizer)
     try:
-        async with scripted_server(script) as server, provider_for("h11", server.url) as up:
+        async with scripted_server(script) as server, provider_for("http1", server.url) as up:
             call = UpstreamCall("req_1", b'{"model":"gpt-4o-mini","stream":true}', True)
             async with (
                 up.open(deployment(up), call) as reply,
