@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import h11
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from circuitd.upstream import http1
 
@@ -285,3 +287,59 @@ def test_a_body_read_in_pieces_copies_nothing_it_need_not() -> None:
     reader.receive(piece)
     assert reader.read_body() is piece
     assert reader.read_body() == b""
+
+
+# -- property: any well-formed response, cut anywhere ------------------------------------------
+
+_names = st.from_regex(rb"[A-Za-z][A-Za-z0-9-]{0,15}", fullmatch=True).filter(
+    lambda name: name.lower() not in (b"content-length", b"transfer-encoding", b"connection")
+)
+_values = st.from_regex(rb"[!-~]([ !-~]{0,30}[!-~])?", fullmatch=True)
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> tuple[bytes, bytes, list[int]]:
+    """A response's bytes, its body, and the points at which to cut the bytes for receiving."""
+    body = draw(st.binary(max_size=300))
+    headers = b"".join(
+        b"%b: %b\r\n" % pair for pair in draw(st.lists(st.tuples(_names, _values), max_size=5))
+    )
+    if draw(st.booleans()):
+        sizes = draw(st.lists(st.integers(1, 50), max_size=10))
+        pieces, at = [], 0
+        for size in sizes:
+            if at < len(body):
+                pieces.append(body[at : at + size])
+                at += size
+        if at < len(body):
+            pieces.append(body[at:])
+        framed = b"".join(b"%x\r\n%b\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + headers + b"\r\n"
+    else:
+        framed = body
+        head = b"HTTP/1.1 201 Created\r\n" + headers + b"Content-Length: %d\r\n\r\n" % len(body)
+    wire = head + framed
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(wire)), max_size=8))))
+    return wire, body, cuts
+
+
+@settings(max_examples=300, deadline=None)
+@given(responses())
+def test_any_response_cut_anywhere_reads_as_h11_reads_it(
+    case: tuple[bytes, bytes, list[int]],
+) -> None:
+    wire, body, cuts = case
+    pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if b > a]
+    reader = http1.ResponseReader()
+    feed = iter(pieces)
+    while (head := reader.read_head()) is None:
+        reader.receive(next(feed))
+    got = []
+    while (data := reader.read_body()) != b"":
+        if data is None:
+            reader.receive(next(feed))
+        else:
+            got.append(data)
+    assert b"".join(got) == body
+    assert reader.reusable
+    assert (head.status, body, True) == h11_body(wire)
