@@ -3,7 +3,7 @@
 httpx stays the client API (`build_request`, `send(stream=True)`, `aiter_raw`, `aread`,
 `aclose`, per-request `timeout=`); `Http1Transport` replaces httpcore's pool underneath, whose
 planning walks every connection on every request (measured: ~27% of a JSON request through
-the gateway), and h11 with `http1`, a sans-I/O reader and writer of the few shapes of
+the gateway), and h11 with `circuitd.http1`, a sans-I/O reader and writer of the few shapes of
 HTTP/1.1 a client meets (h11's state machine was ~16% of a JSON request). Every step is O(1):
 
 - **Pool** (`transport`). Per origin (scheme, host, port) a LIFO stack of idle connections:

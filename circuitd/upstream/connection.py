@@ -11,7 +11,7 @@ from typing import Final
 import httpx
 import trio
 
-from circuitd.upstream import http1
+from circuitd import http1
 
 __all__ = [
     "BROKEN",

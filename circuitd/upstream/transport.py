@@ -12,7 +12,7 @@ from typing import Any, Final
 import httpx
 import trio
 
-from circuitd.upstream import http1
+from circuitd import http1
 from circuitd.upstream.connection import (
     BROKEN,
     Connection,

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from circuitd.upstream import http1
+from circuitd import http1
 
 HEADERS = [(b"Host", b"api.example"), (b"Content-Type", b"application/json")]
 
