@@ -10,8 +10,9 @@ no admission, no breaker, no accounting, no metrics, no logs.
 could reach on hypercorn with every feature free; `--transport none` answers a fixed body
 without any upstream: hypercorn alone. `--loop uvloop` runs the app on hypercorn's asyncio
 worker under uvloop instead of trio (httpx and none only): what that worker class would buy.
-`--hypercorn-fixes` serves on trio through circuitd's `hypercorn_tcp` (its idle-timer fixes
-and direct writes), as `circuitd serve` does. Workers are processes with one SO_REUSEPORT
+`--hypercorn-fixes` serves on trio through circuitd's changes to hypercorn, as `circuitd serve`
+does: `hypercorn_tcp` (its idle-timer fixes and direct writes) and `hypercorn_http1` (HTTP/1.1
+on `circuitd.http1` instead of h11). Workers are processes with one SO_REUSEPORT
 socket each, as `circuitd serve` runs them.
 """
 
@@ -102,9 +103,10 @@ def worker(sock: socket.socket, upstream: str, transport: str, loop: str, fixes:
         uvloop_worker(sock, upstream, transport)
         return
     if fixes:
-        from circuitd import hypercorn_tcp
+        from circuitd import hypercorn_http1, hypercorn_tcp
 
         assert hypercorn_tcp.install()
+        assert hypercorn_http1.install()
     config = hypercorn_config()
     shutdown = trio.Event()
 
@@ -159,7 +161,9 @@ def main() -> None:
     parser.add_argument("--transport", choices=("httpx", "http1", "none"), default="httpx")
     parser.add_argument("--loop", choices=("trio", "uvloop"), default="trio")
     parser.add_argument(
-        "--hypercorn-fixes", action="store_true", help="trio through circuitd's hypercorn_tcp"
+        "--hypercorn-fixes",
+        action="store_true",
+        help="trio through circuitd's hypercorn_tcp and hypercorn_http1",
     )
     args = parser.parse_args()
     if args.loop == "uvloop" and args.transport == "http1":

@@ -11,8 +11,8 @@ a tiny daily budget for BudgetHeavy) and, with `--litellm`, LiteLLM's proxy in
 with as many workers, pointed at the same mock; with `--passthrough`, bench/passthrough.py's
 bare hypercorn apps relaying to the mock through httpx's own pool and through circuitd's
 `Http1Transport` (no feature at all: what the stack costs by itself); `--passthrough-fixes`
-adds the `Http1Transport` one served, as circuitd is, through `circuitd.hypercorn_tcp`. Then,
-each system in turn under the same load:
+adds the `Http1Transport` one served, as circuitd is, through `circuitd.hypercorn_tcp` and
+`circuitd.hypercorn_http1`. Then, each system in turn under the same load:
 
 1. every locust scenario of bench/locustfile.py (`--users` closed-loop users, `--seconds`
    per row; FaultStorm, which storms the shared mock, runs last);
@@ -273,7 +273,7 @@ def targets(stack: ExitStack, args: argparse.Namespace, workdir: Path) -> Iterat
             )
         )
         yield Target(
-            f"hypercorn_tcp + Http1Transport passthrough ({args.workers}w)",
+            f"hypercorn_tcp+http1 + Http1Transport passthrough ({args.workers}w)",
             "passthrough",
             url,
             KEY,
@@ -304,7 +304,7 @@ def main() -> int:
     parser.add_argument(
         "--passthrough-fixes",
         action="store_true",
-        help="add the Http1Transport passthrough served through circuitd's hypercorn_tcp",
+        help="add the Http1Transport passthrough served through circuitd's hypercorn changes",
     )
     parser.add_argument("--no-wrk", action="store_true", help="skip wrk even if installed")
     parser.add_argument("--out", type=Path, help="append the Markdown to this file")

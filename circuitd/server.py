@@ -27,7 +27,7 @@ from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
-from circuitd import hypercorn_tcp
+from circuitd import hypercorn_http1, hypercorn_tcp
 from circuitd.config import Config, ConfigError, ConfigSource
 from circuitd.gateway.app import App
 from circuitd.gateway.runtime import Gateway, open_gateway
@@ -251,6 +251,7 @@ async def _serve(
             gateway.draining = True
 
         hypercorn_tcp.install()
+        hypercorn_http1.install()
         if own_process:
             settle_gc()
         async with trio.open_nursery() as serving_nursery:

@@ -1,0 +1,295 @@
+"""hypercorn's HTTP/1.1 protocol on `circuitd.http1` instead of h11 (hypercorn 0.17 to 0.18).
+
+`install()` makes hypercorn's `ProtocolWrapper` build `HTTP1Protocol` for HTTP/1.1
+connections in place of `hypercorn.protocol.h11.H11Protocol`. h11 re-validates every header
+of every response at least twice (hypercorn builds an `h11.Response`, h11 rebuilds it to add
+its framing), and drives a state machine per event: ~15% of a worker's time per request,
+JSON or stream. Everything else stays hypercorn's: the TCP server, TLS, HTTP/2 (by ALPN,
+prior knowledge or an `Upgrade: h2c`), the ASGI stream (`HTTPStream`), keep-alive and its
+limits, graceful shutdown.
+
+What this protocol does as `H11Protocol` did: one request at a time per connection (bytes of
+the next one wait, unread, until the response ends: pipelining with back-pressure),
+`100 Continue` when a client waits for it, a 400 (431 for a head too large, 501 for an
+unknown transfer coding, 505 for another HTTP version) and a close for a request that cannot
+be read, keep-alive unless either side said close, an HTTP/1.0 client, or
+`keep_alive_max_requests` reached. What it does not: WebSocket upgrades (circuitd serves none;
+such a request is answered as plain HTTP).
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import chain
+from typing import Any, cast
+
+import hypercorn.protocol as hypercorn_protocol
+from hypercorn.events import Closed, Event, RawData, Updated
+from hypercorn.protocol.events import (
+    Body,
+    Data,
+    EndBody,
+    InformationalResponse,
+    Request,
+    Response,
+    StreamClosed,
+)
+from hypercorn.protocol.events import Event as StreamEvent
+from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
+from hypercorn.protocol.http_stream import HTTPStream
+
+from circuitd import http1
+from circuitd.http1.server import BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE
+
+log = logging.getLogger("circuitd")
+
+STREAM_ID = 1
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\n"
+
+# Where the connection is in its current exchange (`HTTP1Protocol._reading`)
+_HEAD, _BODY, _READ, _CLOSED = range(4)
+
+
+class HTTP1Protocol:
+    """The interface hypercorn's `ProtocolWrapper` and `HTTPStream` use: `initiate`, `handle`
+    (bytes and the connection's close from the TCP server), `stream_send` (the response from
+    the ASGI stream)."""
+
+    def __init__(
+        self,
+        app: Any,
+        config: Any,
+        context: Any,
+        task_group: Any,
+        connection_state: Any,
+        ssl: bool,
+        client: tuple[str, int] | None,
+        server: tuple[str, int] | None,
+        send: Any,
+    ) -> None:
+        self.app = app
+        self.config = config
+        self.context = context
+        self.task_group = task_group
+        self.connection_state = connection_state
+        self.ssl = ssl
+        self.client = client
+        self.server = server
+        self.send = send
+        self.can_read = context.event_class()
+        self.reader = http1.RequestReader(config.h11_max_incomplete_size)
+        self.stream: HTTPStream | None = None
+        self.keep_alive_requests = 0
+        self._reading = _HEAD
+        self._head: http1.RequestHead | None = None
+        self._waiting_continue = False  # the client waits for `100 Continue` before its body
+        self._started = False  # the response's head is sent
+        self._ended = False  # ... and its end
+        self._framing = BODY_LENGTH
+        self._remaining = 0  # bytes of a sized body still to send
+        self._keep_alive = True
+
+    async def initiate(self) -> None:
+        pass
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, RawData):
+            if event.data:  # b"": the client is gone; `Closed` follows
+                self.reader.receive(event.data)
+                await self._handle_events()
+        elif isinstance(event, Closed):
+            self._reading = _CLOSED
+            await self.can_read.set()  # a next request waiting: there is none now
+            if self.stream is not None:
+                await self._close_stream()
+
+    async def _handle_events(self) -> None:
+        reader = self.reader
+        while True:
+            if self._reading == _HEAD:
+                try:
+                    head = reader.read_head()
+                except http1.RemoteProtocolError as error:
+                    await self._refuse(error.status)
+                    return
+                if head is None:
+                    return
+                await self.send(Updated(idle=False))
+                await self._check_protocol(head)
+                self._head = head
+                self._reading = _BODY
+                self._waiting_continue = head.expect_continue
+                await self._create_stream(head)
+            elif self._reading == _BODY:
+                if self._waiting_continue and not self._started:
+                    self._waiting_continue = False
+                    await self._write(http1.informational_head(100, self._response_headers()))
+                try:
+                    data = reader.read_body()
+                except http1.RemoteProtocolError as error:
+                    await self._refuse(error.status)
+                    return
+                if data is None:
+                    return
+                self._waiting_continue = False
+                stream = self.stream
+                if data:
+                    if stream is not None:
+                        await stream.handle(Body(stream_id=STREAM_ID, data=data))
+                else:
+                    self._reading = _READ
+                    if stream is not None:
+                        await stream.handle(EndBody(stream_id=STREAM_ID))
+            elif self._reading == _READ and reader.buffered:
+                # The next request came before this one's answer ended: it waits.
+                await self.can_read.clear()
+                await self.can_read.wait()
+            else:
+                return
+
+    async def _check_protocol(self, head: http1.RequestHead) -> None:
+        """HTTP/2 by prior knowledge, or asked for by `Upgrade: h2c` (without a body)."""
+        if head.version == b"2.0":
+            raise H2ProtocolAssumedError(_PREFACE + self.reader.rest())
+        for name, value in head.headers:
+            if name == b"upgrade" and value.strip().lower() == b"h2c" and not head.has_body:
+                upgrade = [(b"connection", b"upgrade"), (b"upgrade", b"h2c")]
+                await self._write(http1.informational_head(101, self._response_headers(upgrade)))
+                # duck-typed as the h11.Request it reads method, target and headers from
+                raise H2CProtocolRequiredError(self.reader.rest(), cast(Any, head))
+
+    async def _create_stream(self, head: http1.RequestHead) -> None:
+        self._started = self._ended = False
+        self._keep_alive = True
+        self.stream = HTTPStream(
+            self.app,
+            self.config,
+            self.context,
+            self.task_group,
+            self.ssl,
+            self.client,
+            self.server,
+            self.stream_send,
+            STREAM_ID,
+        )
+        await self.stream.handle(
+            Request(
+                stream_id=STREAM_ID,
+                headers=head.headers,
+                http_version=head.version.decode(),
+                method=head.method.decode("ascii").upper(),
+                raw_path=head.target,
+                state=self.connection_state,
+            )
+        )
+        self.keep_alive_requests += 1
+        await self.context.mark_request()
+
+    async def stream_send(self, event: StreamEvent) -> None:
+        if isinstance(event, Body):
+            await self._write_body(event.data)
+        elif isinstance(event, Response):
+            if event.status_code < 200:
+                headers = self._response_headers(event.headers)
+                await self._write(http1.informational_head(event.status_code, headers))
+                return
+            head = self._head
+            assert head is not None
+            keep_alive = (
+                self.reader.keep_alive
+                and self.keep_alive_requests < self.config.keep_alive_max_requests
+            )
+            data, self._framing, self._remaining, self._keep_alive = http1.response_head(
+                event.status_code,
+                self._response_headers(event.headers),
+                head_request=head.method.upper() == b"HEAD",
+                http10=head.version == b"1.0",
+                keep_alive=keep_alive,
+            )
+            self._started = True
+            await self._write(data)
+        elif isinstance(event, EndBody):
+            if self._framing == BODY_CHUNKED:
+                await self._write(http1.LAST_CHUNK)
+            elif self._framing == BODY_LENGTH and self._remaining:
+                self._keep_alive = False
+                message = f"{self._remaining} bytes short of the declared Content-Length"
+                raise http1.LocalProtocolError(message)
+            self._ended = True
+        elif isinstance(event, StreamClosed):
+            await self._maybe_recycle()
+        elif isinstance(event, InformationalResponse):
+            pass  # early hints: HTTP/2 only, as in hypercorn
+        elif isinstance(event, Data):  # a WebSocket's bytes: none here
+            await self._write(event.data)
+
+    async def _write_body(self, data: bytes) -> None:
+        framing = self._framing
+        if framing == BODY_LENGTH:
+            if len(data) > self._remaining:
+                self._keep_alive = False
+                raise http1.LocalProtocolError("a body longer than its Content-Length")
+            self._remaining -= len(data)
+        elif framing == BODY_CHUNKED:
+            data = http1.chunk(data) if data else b""
+        elif framing != BODY_UNTIL_CLOSE:
+            return  # no body (HEAD, 204, 304)
+        if data:
+            await self._write(data)
+
+    def _response_headers(self, headers: Any = ()) -> list[tuple[bytes, bytes]]:
+        return list(chain(headers, self.config.response_headers("h11")))
+
+    async def _write(self, data: bytes) -> None:
+        await self.send(RawData(data=data))
+
+    async def _refuse(self, status: int) -> None:
+        """A request that cannot be read: an answer if none has started, then the close."""
+        if not self._started and self._reading != _CLOSED:
+            headers = [(b"content-length", b"0")]
+            data, _, _, _ = http1.response_head(
+                status,
+                self._response_headers(headers),
+                head_request=False,
+                http10=False,
+                keep_alive=False,
+            )
+            self._started = True
+            await self._write(data)
+        self._reading = _CLOSED
+        await self.send(Closed())
+
+    async def _maybe_recycle(self) -> None:
+        await self._close_stream()
+        if (
+            not self.context.terminated.is_set()
+            and self._reading == _READ
+            and self._ended
+            and self._keep_alive
+        ):
+            self.reader.next_request()
+            self._reading = _HEAD
+            self._head = None
+            self._started = self._ended = False
+            await self.can_read.set()
+            await self.send(Updated(idle=True))
+        else:
+            self._reading = _CLOSED
+            await self.can_read.set()
+            await self.send(Closed())
+
+    async def _close_stream(self) -> None:
+        if self.stream is not None:
+            await self.stream.handle(StreamClosed(stream_id=STREAM_ID))
+            self.stream = None
+
+
+def install() -> bool:
+    """Points hypercorn's `ProtocolWrapper` at `HTTP1Protocol`; False (and hypercorn
+    unchanged) when its internals are not the ones this was written against."""
+    current = getattr(hypercorn_protocol, "H11Protocol", None)
+    if current not in (H11Protocol, HTTP1Protocol):
+        log.warning("hypercorn's HTTP/1.1 protocol is not the expected one: h11 is kept")
+        return False
+    setattr(hypercorn_protocol, "H11Protocol", HTTP1Protocol)  # noqa: B010 - not our module
+    return True
