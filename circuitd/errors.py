@@ -85,6 +85,15 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
 
 
+class MalformedHttpRequest(GatewayError):
+    """Bytes that are not an HTTP/1.1 request we can read (answered before any route: the
+    instance carries the status, 400 or a more precise one)."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "malformed_http_request"
+
+
 class RequestTooLarge(GatewayError):
     status = 413
     type = "invalid_request_error"

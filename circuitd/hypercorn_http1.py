@@ -13,7 +13,10 @@ the next one wait, unread, until the response ends: pipelining with back-pressur
 `100 Continue` when a client waits for it, a 400 (431 for a head too large, 501 for an
 unknown transfer coding, 505 for another HTTP version) and a close for a request that cannot
 be read, keep-alive unless either side said close, an HTTP/1.0 client, or
-`keep_alive_max_requests` reached. What it does not: WebSocket upgrades (circuitd serves none;
+`keep_alive_max_requests` reached. Where it differs: such a refusal has an OpenAI-shaped
+error body that says what was wrong (h11's had none); an empty line before a request line is
+skipped (RFC 9112 2.2; h11 refused it); the head limit (`h11_max_incomplete_size`) holds for
+a head that arrives whole too. What it does not: WebSocket upgrades (circuitd serves none;
 such a request is answered as plain HTTP).
 """
 
@@ -39,6 +42,7 @@ from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedEr
 from hypercorn.protocol.http_stream import HTTPStream
 
 from circuitd import http1
+from circuitd.errors import MalformedHttpRequest
 from circuitd.http1.server import BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE
 
 log = logging.getLogger("circuitd")
@@ -110,7 +114,7 @@ class HTTP1Protocol:
                 try:
                     head = reader.read_head()
                 except http1.RemoteProtocolError as error:
-                    await self._refuse(error.status)
+                    await self._refuse(error)
                     return
                 if head is None:
                     return
@@ -127,7 +131,7 @@ class HTTP1Protocol:
                 try:
                     data = reader.read_body()
                 except http1.RemoteProtocolError as error:
-                    await self._refuse(error.status)
+                    await self._refuse(error)
                     return
                 if data is None:
                     return
@@ -243,19 +247,26 @@ class HTTP1Protocol:
     async def _write(self, data: bytes) -> None:
         await self.send(RawData(data=data))
 
-    async def _refuse(self, status: int) -> None:
-        """A request that cannot be read: an answer if none has started, then the close."""
+    async def _refuse(self, fault: http1.RemoteProtocolError) -> None:
+        """A request that cannot be read: an answer (OpenAI's error shape) if none has started,
+        then the close."""
         if not self._started and self._reading != _CLOSED:
-            headers = [(b"content-length", b"0")]
+            error = MalformedHttpRequest(str(fault))
+            error.status = fault.status
+            body = error.body()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+            ]
             data, _, _, _ = http1.response_head(
-                status,
+                fault.status,
                 self._response_headers(headers),
                 head_request=False,
                 http10=False,
                 keep_alive=False,
             )
             self._started = True
-            await self._write(data)
+            await self._write(data + body)
         self._reading = _CLOSED
         await self.send(Closed())
 

@@ -32,8 +32,11 @@ class Running:
         connection = apsw.Connection(str(self.db_path))
         try:
             cursor = connection.execute(f"SELECT * FROM requests WHERE {where} ORDER BY rowid")
+            first = next(cursor, None)
+            if first is None:  # (a finished statement has no description to give)
+                return []
             names = [d[0] for d in cursor.getdescription()]
-            return [dict(zip(names, row, strict=True)) for row in cursor]
+            return [dict(zip(names, row, strict=True)) for row in (first, *cursor)]
         finally:
             connection.close()
 

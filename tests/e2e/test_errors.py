@@ -220,3 +220,27 @@ async def test_a_refusal_reads_the_rest_of_the_request_and_keeps_the_connection(
         await stream.aclose()
         await gateway.drain()
     assert [row["status_code"] for row in gateway.rows()] == [401, 200]
+
+
+async def test_bytes_that_are_not_http_get_a_clear_error_and_a_close(
+    tmp_path: Path, upstream: str
+) -> None:
+    async with running_gateway(tmp_path, config_text=CONFIG.format(upstream=upstream)) as gateway:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n"
+            b"transfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n0\r\n\r\n"
+        )
+        received = b""
+        while data := await stream.receive_some(65536):
+            received += data
+        await stream.aclose()
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ")
+        assert b"connection: close" in head.lower()
+        error = json.loads(body)["error"]
+        assert error["code"] == "malformed_http_request"
+        assert "Content-Length and Transfer-Encoding" in error["message"]
+        await gateway.drain()
+    assert gateway.rows() == []  # nothing was admitted
