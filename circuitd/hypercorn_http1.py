@@ -17,7 +17,8 @@ be read, keep-alive unless either side said close, an HTTP/1.0 client, or
 error body that says what was wrong (h11's had none); an empty line before a request line is
 skipped (RFC 9112 2.2; h11 refused it); the head limit (`h11_max_incomplete_size`) holds for
 a head that arrives whole too. What it does not: WebSocket upgrades (circuitd serves none;
-such a request is answered as plain HTTP).
+such a request is answered as plain HTTP), and `h11_pass_raw_headers` (header names reach the
+app lower-cased, as ASGI asks).
 """
 
 from __future__ import annotations

@@ -127,7 +127,9 @@ class ResponseReader(Reader):
             if end < 0:
                 return None
             start, self._pos = self._pos, end
-            head = _parse_head(self._buf, start, end)
+            buf = self._buf  # bytes now
+            assert type(buf) is bytes
+            head = _parse_head(buf, start, end)
             if head.status >= 200:
                 self._frame(head)
                 return head

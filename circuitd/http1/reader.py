@@ -20,13 +20,27 @@ class Reader:
     then `read_body()` until it returns b"" (the end; None: more bytes needed). Errors raise
     `RemoteProtocolError`."""
 
-    __slots__ = ("_buf", "_eof", "_keep_alive", "_max_head", "_pos", "_remaining", "_state")
+    __slots__ = (
+        "_buf",
+        "_eof",
+        "_keep_alive",
+        "_max_head",
+        "_pos",
+        "_remaining",
+        "_searched",
+        "_state",
+    )
 
     def __init__(self, max_head: int, keep_alive: bool = True) -> None:
         self._max_head = max_head
         self._keep_alive = keep_alive
-        self._buf = b""
+        # What came and was not read yet starts at `_pos`. Usually one receive's bytes, read
+        # whole; a head that comes in pieces grows a bytearray instead (a client trickling a
+        # head byte by byte costs O(n), not O(n²)), and `_searched` is where the search for
+        # its end resumes.
+        self._buf: bytes | bytearray = b""
         self._pos = 0
+        self._searched = 0
         self._eof = False
         self._state = HEAD
         self._remaining = 0  # bytes left of the body (`LENGTH`) or of the chunk (`CHUNK_DATA`)
@@ -44,27 +58,46 @@ class Reader:
     def receive(self, data: bytes) -> None:
         if not data:
             self._eof = True
-        elif self._pos == len(self._buf):
+            return
+        buf, pos = self._buf, self._pos
+        if pos == len(buf):
             self._buf = data
-            self._pos = 0
+            self._searched = 0
+        elif pos == 0 and type(buf) is bytearray:
+            buf += data
         else:
-            self._buf = self._buf[self._pos :] + data
-            self._pos = 0
+            rest = bytearray(buf[pos:])
+            rest += data
+            self._buf = rest
+            self._searched = max(0, self._searched - pos)
+        self._pos = 0
+
+    def _blank_line(self, limit: int, what: str) -> int:
+        """The end of the blank line that ends the head (or trailers) starting at `_pos`; -1 if
+        more bytes are needed. Past `limit` bytes, a 431."""
+        buf, pos = self._buf, self._pos
+        found = HEAD_END.search(buf, max(pos, self._searched))
+        if found is None:
+            if len(buf) - pos > limit:
+                raise RemoteProtocolError(f"the {what} is too large", status=431)
+            self._searched = max(pos, len(buf) - 2)  # a blank line may straddle the next piece
+            return -1
+        self._searched = 0
+        if found.end() - pos > limit:
+            raise RemoteProtocolError(f"the {what} is too large", status=431)
+        return found.end()
 
     def _head_block(self, what: str) -> int:
         """The end of the head starting at `_pos` (after its blank line); -1 if more bytes are
-        needed."""
-        buf, pos = self._buf, self._pos
-        found = HEAD_END.search(buf, pos)
-        if found is None:
-            if len(buf) - pos > self._max_head:
-                raise RemoteProtocolError(f"the {what} head is too large", status=431)
+        needed. The head is bytes from here on (names and values are slices of it)."""
+        end = self._blank_line(self._max_head, f"{what} head")
+        if end < 0:
             if self._eof:
                 raise RemoteProtocolError(f"the peer closed the connection in the {what} head")
             return -1
-        if found.end() - pos > self._max_head:
-            raise RemoteProtocolError(f"the {what} head is too large", status=431)
-        return found.end()
+        if type(self._buf) is bytearray:
+            self._buf = bytes(self._buf)
+        return end
 
     def _frame_body(self, length: int | None, chunked: bool) -> None:
         if chunked:
@@ -90,9 +123,9 @@ class Reader:
                     )
                 return None
             if size <= self._remaining:
-                data = buf if pos == 0 else buf[pos:]
+                data = buf if pos == 0 and type(buf) is bytes else bytes(buf[pos:])
             else:
-                data = buf[pos : pos + self._remaining]
+                data = bytes(buf[pos : pos + self._remaining])
             self._pos = pos + len(data)
             self._remaining -= len(data)
             if not self._remaining:
@@ -103,7 +136,7 @@ class Reader:
         if state == UNTIL_CLOSE:
             if pos < len(buf):
                 self._pos = len(buf)
-                return buf if pos == 0 else buf[pos:]
+                return buf if pos == 0 and type(buf) is bytes else bytes(buf[pos:])
             if self._eof:
                 self._state = DONE
                 return b""
@@ -122,7 +155,7 @@ class Reader:
                 if pos == end:
                     break
                 take = min(self._remaining, end - pos)
-                pieces.append(buf[pos : pos + take])
+                pieces.append(bytes(buf[pos : pos + take]))
                 pos += take
                 self._remaining -= take
                 if self._remaining:
@@ -154,14 +187,13 @@ class Reader:
                 if buf.startswith(b"\r\n", pos) or buf.startswith(b"\n", pos):
                     pos += 2 if buf[pos] == 13 else 1
                 else:
-                    found = HEAD_END.search(buf, pos)
-                    if found is None:
-                        if end - pos > self._max_head:
-                            raise RemoteProtocolError("the trailers are too large", status=431)
+                    self._pos = pos
+                    trailers_end = self._blank_line(self._max_head, "trailers")
+                    if trailers_end < 0:
                         break
-                    if FIELDS.fullmatch(buf, pos, found.end()) is None:
+                    if FIELDS.fullmatch(buf, pos, trailers_end) is None:
                         raise RemoteProtocolError("malformed trailer")
-                    pos = found.end()
+                    pos = trailers_end
                 state = DONE
                 break
         self._pos = pos

@@ -74,20 +74,22 @@ class RequestReader(Reader):
 
     def rest(self) -> bytes:
         """The bytes received and not read (for the protocol that takes over)."""
-        rest = self._buf[self._pos :]
+        rest = bytes(self._buf[self._pos :])
         self._buf, self._pos = b"", 0
         return rest
 
     def read_head(self) -> RequestHead | None:
         if self._state != HEAD:
             raise RuntimeError("the request head was read already")
-        buf, pos = self._buf, self._pos
-        while buf.startswith(b"\r\n", pos):
+        pos = self._pos
+        while self._buf.startswith(b"\r\n", pos):
             pos += 2
         self._pos = pos
         end = self._head_block("request")
         if end < 0:
             return None
+        buf = self._buf  # bytes now
+        assert type(buf) is bytes
         self._pos = end
         line = REQUEST_LINE.match(buf, pos, end)
         if line is None:
