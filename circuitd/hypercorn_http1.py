@@ -31,7 +31,6 @@ import hypercorn.protocol as hypercorn_protocol
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.events import (
     Body,
-    Data,
     EndBody,
     InformationalResponse,
     Request,
@@ -99,7 +98,9 @@ class HTTP1Protocol:
 
     async def handle(self, event: Event) -> None:
         if isinstance(event, RawData):
-            if event.data:  # b"": the client is gone; `Closed` follows
+            # b"": the client closed its side (`Closed` follows). In the middle of a request
+            # that is an answer-worthy fault (the reader raises); between requests, nothing.
+            if event.data or self._reading != _HEAD or self.reader.buffered:
                 self.reader.receive(event.data)
                 await self._handle_events()
         elif isinstance(event, Closed):
@@ -225,8 +226,6 @@ class HTTP1Protocol:
             await self._maybe_recycle()
         elif isinstance(event, InformationalResponse):
             pass  # early hints: HTTP/2 only, as in hypercorn
-        elif isinstance(event, Data):  # a WebSocket's bytes: none here
-            await self._write(event.data)
 
     async def _write_body(self, data: bytes) -> None:
         framing = self._framing

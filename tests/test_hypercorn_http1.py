@@ -282,6 +282,30 @@ async def test_where_it_differs_from_h11() -> None:
         assert ([answer[0] for answer in got], closed) == ([431], True)
 
 
+@pytest.mark.parametrize("name", PROTOCOLS)
+@pytest.mark.parametrize(
+    ("sent", "answer"),
+    [
+        (b"POST /p HTTP/1.1\r\n" + HOST + b"content-length: 10\r\n\r\nabc", b"HTTP/1.1 400 "),
+        (b"GET /p HTTP/1.1\r\n" + HOST, b"HTTP/1.1 400 "),  # mid-head
+        (b"", b""),  # between requests: nothing to answer
+    ],
+)
+async def test_a_client_that_stops_sending_mid_request(
+    name: str, sent: bytes, answer: bytes
+) -> None:
+    async with serving(PROTOCOLS[name]) as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(sent)
+        await stream.send_eof()  # half-closed: it can still read the answer
+        received = b""
+        with trio.fail_after(10):
+            while data := await stream.receive_some(65536):
+                received += data
+        assert received.startswith(answer)
+        await stream.aclose()
+
+
 async def test_the_answers_in_full() -> None:
     async with serving(HTTP1Protocol) as port:
         got, closed = await exchange(port, CASES["pipelined"][0], 3)

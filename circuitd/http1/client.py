@@ -48,14 +48,14 @@ class Request:
             lines.append(b"%b: %b\r\n" % (name, value))
             lower = name.lower()
             if lower == b"content-length":
-                declared = value.strip()
+                declared = value.strip(b" \t")
                 if DIGITS.fullmatch(declared) is None:
                     raise LocalProtocolError(f"illegal Content-Length {value!r}")
                 if length is not None and int(declared) != length:
                     raise LocalProtocolError("conflicting Content-Length headers")
                 length = int(declared)
             elif lower == b"transfer-encoding":
-                if value.strip().lower() != b"chunked":
+                if value.strip(b" \t").lower() != b"chunked":
                     raise LocalProtocolError(f"unsupported Transfer-Encoding {value!r}")
                 chunked = True
             elif lower == b"connection":

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from circuitd.http1.syntax import (
     CHUNK_SIZE,
-    FIELDS,
     HEAD_END,
     MAX_CHUNK_LINE,
+    TRAILER_FIELDS,
     RemoteProtocolError,
 )
 
@@ -184,14 +184,16 @@ class Reader:
                 pos += 2
                 state = CHUNK_SIZE_LINE
             else:  # TRAILERS: none, or header lines up to a blank line; they are dropped
-                if buf.startswith(b"\r\n", pos) or buf.startswith(b"\n", pos):
-                    pos += 2 if buf[pos] == 13 else 1
+                if buf.startswith(b"\r\n", pos):
+                    pos += 2
+                elif buf.startswith(b"\n", pos):
+                    raise RemoteProtocolError("a bare LF ends a chunked body")
                 else:
                     self._pos = pos
                     trailers_end = self._blank_line(self._max_head, "trailers")
                     if trailers_end < 0:
                         break
-                    if FIELDS.fullmatch(buf, pos, trailers_end) is None:
+                    if TRAILER_FIELDS.fullmatch(buf, pos, trailers_end) is None:
                         raise RemoteProtocolError("malformed trailer")
                     pos = trailers_end
                 state = DONE

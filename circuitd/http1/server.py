@@ -50,7 +50,7 @@ class RequestHead:
         self.target = target
         self.version = version  # b"1.1", b"1.0", or b"2.0" for HTTP/2's preface
         self.headers = headers  # names lower-cased (as ASGI has them), values without OWS
-        self.has_body = False  # a Content-Length or a Transfer-Encoding said there is one
+        self.has_body = False  # it has a Content-Length (even 0) or a Transfer-Encoding
         self.expect_continue = False  # `Expect: 100-continue`, with a body to come
 
 
@@ -140,7 +140,7 @@ class RequestReader(Reader):
 
 
 # How a response's body goes on the wire (`response_head`'s second value)
-BODY_NONE: Final = 0  # no body (HEAD, 1xx, 204, 304): any data is dropped
+BODY_NONE: Final = 0  # no body (HEAD, 204, 304): any data is dropped
 BODY_LENGTH: Final = 1  # as is, `Content-Length` bytes
 BODY_CHUNKED: Final = 2  # in chunks, then the last chunk
 BODY_UNTIL_CLOSE: Final = 3  # as is, and the connection closes to end it (an HTTP/1.0 client)

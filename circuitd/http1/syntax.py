@@ -32,18 +32,24 @@ TARGET = re.compile(rb"[\x21-\x7e]+")
 WRITTEN_FIELDS = re.compile(rb"(?:" + TOKEN + rb": [^\x00\r\n]*\r\n)*")
 
 HEAD_END = re.compile(rb"\n\r?\n")
-STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ([^\x00\r\n]*))?\r?\n")
+STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9]{2})(?: ([^\x00\r\n]*))?\r?\n")
 REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])\r?\n")
-FIELD = re.compile(rb"(" + TOKEN + rb"):[ \t]*([^\x00\r\n]*?)[ \t]*\r?\n")
-FIELDS = re.compile(rb"(?:" + TOKEN + rb":[^\x00\r\n]*\r?\n)*\r?\n")
+# A field value: any byte but NUL and the whitespace that is not a space or a tab (as h11:
+# a vertical tab or a form feed could hide a framing header from some other parser).
+_VALUE = rb"[^\x00\x0b\x0c\r\n]"
+FIELD = re.compile(rb"(" + TOKEN + rb"):[ \t]*(" + _VALUE + rb"*?)[ \t]*\r?\n")
+FIELDS = re.compile(rb"(?:" + TOKEN + rb":" + _VALUE + rb"*\r?\n)*\r?\n")
+# Chunked framing takes CR LF only (RFC 9112 7.1), trailers included: a bare LF there is
+# where parsers in a chain disagree on where a chunk ends.
+TRAILER_FIELDS = re.compile(rb"(?:" + TOKEN + rb":" + _VALUE + rb"*\r\n)*\r\n")
 OBS_FOLD = re.compile(rb"\r?\n[ \t]+")
-CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r?")
+CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r")  # up to its LF
 DIGITS = re.compile(rb"[0-9]{1,20}")
 
 
 def tokens(value: bytes) -> list[bytes]:
     """A comma-separated header value's elements, trimmed and lower-cased."""
-    return [token.strip().lower() for token in value.split(b",")]
+    return [token.strip(b" \t").lower() for token in value.split(b",")]
 
 
 def content_length(value: bytes, seen: int | None) -> int:
@@ -51,7 +57,7 @@ def content_length(value: bytes, seen: int | None) -> int:
     before in the same head."""
     length = seen
     for declared in value.split(b","):
-        declared = declared.strip()
+        declared = declared.strip(b" \t")
         if DIGITS.fullmatch(declared) is None:
             raise RemoteProtocolError(f"bad Content-Length {value!r}")
         if length is not None and int(declared) != length:

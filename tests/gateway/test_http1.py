@@ -209,6 +209,7 @@ def test_bytes_past_the_response_or_a_close_make_it_not_reusable() -> None:
         (b"HTTP/2 200 OK\r\n\r\n", "status line"),
         (b"ICY 200 OK\r\n\r\n", "status line"),
         (b"HTTP/1.1 20 OK\r\n\r\n", "status line"),
+        (b"HTTP/1.1 099 X\r\nContent-Length: 0\r\n\r\n", "status line"),
         (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", "101"),
         (b"HTTP/1.1 200 OK\r\nBad Header\r\n\r\n", "malformed response header"),
         (b"HTTP/1.1 200 OK\r\nX: a\x00b\r\n\r\n", "malformed response header"),

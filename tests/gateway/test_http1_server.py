@@ -131,6 +131,10 @@ def test_http2_prior_knowledge_is_recognised_and_the_rest_handed_over() -> None:
             b"Content-Length: 3\r\n\r\n",
             400,
         ),
+        # a vertical tab or a form feed around a framing value (h11: 400 too)
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\x0bchunked\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\x0c\r\n\r\n", 400),
+        (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\x0b\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", 431),
         (b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"a" * 70_000, 431),  # before its end
     ],
@@ -141,6 +145,30 @@ def test_a_request_head_that_cannot_be_read_says_which_status(wire: bytes, statu
     with pytest.raises(http1.RemoteProtocolError) as caught:
         reader.read_head()
     assert caught.value.status == status
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"2\nxx\r\n0\r\n\r\n",  # a bare LF after a chunk size
+        b"2;\nxx\r\n0\r\n\r\n",  # ... after an empty extension
+        b"2\r\nxx\r\n0\n\n",  # ... after the last chunk
+        b"2\r\nxx\r\n0\r\n\n",  # ... as the blank line
+        b"2\r\nxx\r\n0\r\nX: 1\n\r\n",  # ... in a trailer
+        b"2\r\nxx\n0\r\n\r\n",  # ... after a chunk's data
+    ],
+)
+def test_chunked_framing_takes_crlf_only(body: bytes) -> None:
+    # Where parsers in a chain disagree on where a chunk ends, requests can be smuggled. (h11
+    # refuses a bare LF after a size or data; after the last chunk it waits for more, and in
+    # the trailers it accepts one.)
+    wire = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    reader = http1.RequestReader(http1.MAX_HEAD_BYTES)
+    reader.receive(wire)
+    assert reader.read_head() is not None
+    with pytest.raises(http1.RemoteProtocolError):
+        while reader.read_body():
+            pass
 
 
 # -- response heads ----------------------------------------------------------------------------
