@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from circuitd.http1.reader import DONE, HEAD, UNTIL_CLOSE, Reader
 from circuitd.http1.syntax import (
-    DIGITS,
     FIELD,
     FIELDS,
     LAST_CHUNK,
@@ -48,12 +47,7 @@ class Request:
             lines.append(b"%b: %b\r\n" % (name, value))
             lower = name.lower()
             if lower == b"content-length":
-                declared = value.strip(b" \t")
-                if DIGITS.fullmatch(declared) is None:
-                    raise LocalProtocolError(f"illegal Content-Length {value!r}")
-                if length is not None and int(declared) != length:
-                    raise LocalProtocolError("conflicting Content-Length headers")
-                length = int(declared)
+                length = content_length(value, length, LocalProtocolError)
             elif lower == b"transfer-encoding":
                 if value.strip(b" \t").lower() != b"chunked":
                     raise LocalProtocolError(f"unsupported Transfer-Encoding {value!r}")

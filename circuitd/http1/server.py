@@ -172,10 +172,7 @@ def response_head(
         if lower == b"transfer-encoding":
             continue
         if lower == b"content-length":
-            try:
-                length = content_length(value, length)
-            except RemoteProtocolError as exc:
-                raise LocalProtocolError(str(exc)) from None
+            length = content_length(value, length, LocalProtocolError)
         lines.append(b"%b: %b\r\n" % (name, value))
     if head_request or status == 204 or status == 304:
         framing = BODY_NONE

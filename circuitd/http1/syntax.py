@@ -52,16 +52,19 @@ def tokens(value: bytes) -> list[bytes]:
     return [token.strip(b" \t").lower() for token in value.split(b",")]
 
 
-def content_length(value: bytes, seen: int | None) -> int:
+def content_length(
+    value: bytes, seen: int | None, error: type[Exception] = RemoteProtocolError
+) -> int:
     """A Content-Length value (a list of equal values is one value), checked against one seen
-    before in the same head."""
+    before in the same head; `error` is raised when it is not one (ours to send: a
+    `LocalProtocolError`)."""
     length = seen
     for declared in value.split(b","):
         declared = declared.strip(b" \t")
         if DIGITS.fullmatch(declared) is None:
-            raise RemoteProtocolError(f"bad Content-Length {value!r}")
+            raise error(f"bad Content-Length {value!r}")
         if length is not None and int(declared) != length:
-            raise RemoteProtocolError("conflicting Content-Length headers")
+            raise error("conflicting Content-Length headers")
         length = int(declared)
     assert length is not None
     return length
