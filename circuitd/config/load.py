@@ -111,6 +111,8 @@ def _check(config: Config, env: Mapping[str, str], errors: list[str]) -> None:
         errors.append("server.workers must be ≥ 1 - at `$.server.workers`")
     if config.server.max_body_bytes < 1024:
         errors.append("server.max_body_bytes must be ≥ 1024 - at `$.server.max_body_bytes`")
+    if not config.server.body_timeout_s > 0:
+        errors.append("server.body_timeout_s must be > 0 - at `$.server.body_timeout_s`")
     if config.store.queue_size < 1 or config.store.batch_rows < 1:
         errors.append("store.queue_size and store.batch_rows must be ≥ 1 - at `$.store`")
     limits = config.limits

@@ -35,6 +35,7 @@ class ServerConfig(_Section, frozen=True):
     workers: int = 1
     drain_timeout_s: float = 30.0
     max_body_bytes: int = 10 * 1024 * 1024
+    body_timeout_s: float = 30.0  # a request body must have all come this long after its head
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -114,7 +114,14 @@ class App:
         started = trio.current_time()
         status = 0
 
-        body = BodyReceive(receive, scope, self.gateway.snapshot.config.server.max_body_bytes)
+        server = self.gateway.snapshot.config.server
+        body = BodyReceive(
+            receive,
+            scope,
+            server.max_body_bytes,
+            started + server.body_timeout_s,
+            server.body_timeout_s,
+        )
 
         async def send_and_count(message: Message) -> None:
             nonlocal status

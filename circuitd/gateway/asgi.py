@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from circuitd.errors import InvalidRequest, RequestTooLarge
+import trio
+
+from circuitd.errors import InvalidRequest, RequestTimeout, RequestTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -51,23 +53,58 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 class BodyReceive:
     """A request's `receive`, counting what has come of its body and noting when it has all
-    come (or the client left). An answer that starts before that (a refusal) reads the rest
-    first (`finish`, from `App`): hypercorn keeps a connection alive only if the request was
-    read to its end by the time the answer ends, and otherwise closes it without saying so —
-    the client's next request on it then fails, and a body still arriving meets a reset that
-    can beat the answer to the client."""
+    come (or the client left). Until then each receive is bounded by `deadline` (the request's
+    start plus `[server] body_timeout_s`): a body that stops coming is a 408
+    (`RequestTimeout`), not a task held for as long as the client likes. An answer that starts
+    before the body has all come (a refusal) reads the rest first (`finish`, from `App`):
+    hypercorn keeps a connection alive only if the request was read to its end by the time
+    the answer ends, and otherwise closes it without saying so — the client's next request on
+    it then fails, and a body still arriving meets a reset that can beat the answer to the
+    client."""
 
-    __slots__ = ("_limit", "_receive", "_scope", "done", "received")
+    __slots__ = (
+        "_deadline",
+        "_limit",
+        "_queued",
+        "_receive",
+        "_scope",
+        "_timeout_s",
+        "done",
+        "received",
+    )
 
-    def __init__(self, receive: Receive, scope: Scope, limit: int) -> None:
+    def __init__(
+        self, receive: Receive, scope: Scope, limit: int, deadline: float, timeout_s: float
+    ) -> None:
         self._receive = receive
+        # hypercorn's `receive` is a trio channel's: a message already queued (a body that came
+        # with its head, the common case) is taken without the cost of a deadline's scope.
+        channel = getattr(receive, "__self__", None)
+        self._queued = channel if isinstance(channel, trio.MemoryReceiveChannel) else None
         self._scope = scope
         self._limit = limit
+        self._deadline = deadline
+        self._timeout_s = timeout_s  # (for the message)
         self.done = False
         self.received = 0  # body bytes
 
     async def __call__(self) -> Message:
-        message = await self._receive()
+        if self.done:  # what is left to come is the client's leaving
+            return await self._receive()
+        message: Message | None = None
+        if self._queued is not None:
+            try:
+                message = self._queued.receive_nowait()
+            except trio.WouldBlock:
+                pass
+            else:  # a yield to the scheduler all the same, as the channel's receive makes
+                await trio.lowlevel.cancel_shielded_checkpoint()
+        if message is None:
+            with trio.move_on_at(self._deadline):
+                message = await self._receive()
+            if message is None:
+                timeout = self._timeout_s
+                raise RequestTimeout(f"The request body did not all arrive within {timeout:g} s.")
         if message["type"] != "http.request" or not message.get("more_body", False):
             self.done = True
         self.received += len(message.get("body", b""))
@@ -75,10 +112,11 @@ class BodyReceive:
 
     async def finish(self) -> bool:
         """Reads and drops the rest of the body; False when the body is over the limit (a
-        413: what is left is not read) or the client left — the connection must close."""
+        413: what is left is not read), does not come in time, or the client left — the
+        connection must close."""
         try:
             await read_body(self._scope, self, self._limit - self.received)
-        except (RequestTooLarge, InvalidRequest):
+        except (RequestTooLarge, RequestTimeout, InvalidRequest):
             return False
         return True
 

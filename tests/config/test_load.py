@@ -67,6 +67,9 @@ deployments = [{ provider = "up", price = 1 }]
 
 def test_semantic_errors_name_the_field(tmp_path: Path) -> None:
     text = """
+[server]
+body_timeout_s = 0
+
 [providers.p]
 kind = "mock"
 
@@ -86,6 +89,7 @@ key_sha256 = "zz"
     assert any("duplicate key id `a`" in e for e in errors)
     assert any("exactly one of key, key_env, key_sha256 - at `$.keys[0]`" in e for e in errors)
     assert any("key_sha256 must be 64 hex digits" in e for e in errors)
+    assert "server.body_timeout_s must be > 0 - at `$.server.body_timeout_s`" in errors
 
 
 def test_invalid_toml(tmp_path: Path) -> None:

@@ -244,3 +244,40 @@ async def test_bytes_that_are_not_http_get_a_clear_error_and_a_close(
         assert "Content-Length and Transfer-Encoding" in error["message"]
         await gateway.drain()
     assert gateway.rows() == []  # nothing was admitted
+
+
+async def test_a_body_that_stops_coming_gets_a_408_and_a_close(
+    tmp_path: Path, upstream: str, mock_clock: trio.testing.MockClock
+) -> None:
+    # The clock stands still unless the test moves it: the body deadline is crossed by a jump.
+    config = CONFIG.format(upstream=upstream).replace(
+        "max_body_bytes = 4096", "max_body_bytes = 4096\nbody_timeout_s = 5"
+    )
+    async with running_gateway(tmp_path, config_text=config) as gateway:
+        host, port = gateway.url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n"
+            b"authorization: Bearer " + KEY.encode() + b"\r\n"
+            b'content-type: application/json\r\ncontent-length: 100\r\n\r\n{"model":'
+        )
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(4.999)
+        await trio.testing.wait_all_tasks_blocked()
+        assert not stream.socket.is_readable()  # still waiting for the rest
+        mock_clock.jump(0.001)
+        received = b""
+        while data := await stream.receive_some(65536):
+            received += data
+        await stream.aclose()
+        head, _, body = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 ")
+        assert b"connection: close" in head.lower()
+        error = json.loads(body)["error"]
+        assert error["code"] == "request_timeout"
+        assert error["message"] == "The request body did not all arrive within 5 s."
+        # The gateway goes on answering.
+        async with httpx.AsyncClient(base_url=gateway.url) as client:
+            response = await client.post("/v1/chat/completions", json=CHAT, headers=AUTH)
+            assert response.status_code == 200
+        await gateway.drain()
