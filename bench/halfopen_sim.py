@@ -18,7 +18,8 @@ import argparse
 import random
 import statistics
 
-from circuitd.core.breaker import Breaker, BreakerPolicy, Outcome, State
+from circuitd.core.breaker import Breaker, BreakerPolicy, State
+from circuitd.core.outcome import Outcome
 
 STEP_S = 0.001  # one call per millisecond
 

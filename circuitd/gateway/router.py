@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import trio
 
 from circuitd.core.backoff import RetryPolicy, backoff_delay, next_attempt_at, should_retry
-from circuitd.core.breaker import Outcome, classify
 from circuitd.core.keys import RoundRobin, keyed_name
+from circuitd.core.outcome import Outcome, classify
 from circuitd.core.pricing import Price, PriceTable
 from circuitd.errors import ModelNotFound, ServiceUnavailable
 from circuitd.gateway.breakers import Breakers

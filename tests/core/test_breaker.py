@@ -12,13 +12,12 @@ from circuitd.core.breaker import (
     Breaker,
     BreakerError,
     BreakerPolicy,
-    Outcome,
     Permit,
     Reason,
     State,
     Transition,
-    classify,
 )
+from circuitd.core.outcome import Outcome, classify
 
 S, F, IG, C = Outcome.SUCCESS, Outcome.FAILURE, Outcome.IGNORED, Outcome.CANCELLED
 T0 = 1000.0
