@@ -58,6 +58,10 @@ def content_length(
     """A Content-Length value (a list of equal values is one value), checked against one seen
     before in the same head; `error` is raised when it is not one (ours to send: a
     `LocalProtocolError`)."""
+    if value.isdigit() and len(value) <= 20:  # the usual: one number, no spaces (ASCII only)
+        if seen is not None and int(value) != seen:
+            raise error("conflicting Content-Length headers")
+        return int(value)
     length = seen
     for declared in value.split(b","):
         declared = declared.strip(b" \t")
