@@ -87,7 +87,8 @@ class HTTP1Protocol:
         self._reading = _HEAD
         self._head: http1.RequestHead | None = None
         self._waiting_continue = False  # the client waits for `100 Continue` before its body
-        self._started = False  # the response's head is sent
+        self._started = False  # the response's head is made (and sent, or `_held`)
+        self._held = b""
         self._ended = False  # ... and its end
         self._framing = BODY_LENGTH
         self._remaining = 0  # bytes of a sized body still to send
@@ -213,11 +214,11 @@ class HTTP1Protocol:
                 keep_alive=keep_alive,
             )
             self._started = True
-            await self._write(data)
+            self._held = data  # goes out with the body's first bytes, or its end
         elif isinstance(event, EndBody):
-            if self._framing == BODY_CHUNKED:
-                await self._write(http1.LAST_CHUNK)
-            elif self._framing == BODY_LENGTH and self._remaining:
+            end = http1.LAST_CHUNK if self._framing == BODY_CHUNKED else b""
+            await self._write_held(end)
+            if self._framing == BODY_LENGTH and self._remaining:
                 self._keep_alive = False
                 message = f"{self._remaining} bytes short of the declared Content-Length"
                 raise http1.LocalProtocolError(message)
@@ -238,6 +239,17 @@ class HTTP1Protocol:
             data = http1.chunk(data) if data else b""
         elif framing != BODY_UNTIL_CLOSE:
             return  # no body (HEAD, 204, 304)
+        if data:
+            await self._write_held(data)
+
+    async def _write_held(self, data: bytes) -> None:
+        """`data`, after the response head if it is still held. A head waits for its body's
+        first bytes (or its end) so that a whole answer is one write: one system call and one
+        TCP segment, not two. circuitd's app sends the body right after the head (a stream's
+        head with its first events)."""
+        if self._held:
+            data = self._held + data
+            self._held = b""
         if data:
             await self._write(data)
 
@@ -271,6 +283,7 @@ class HTTP1Protocol:
         await self.send(Closed())
 
     async def _maybe_recycle(self) -> None:
+        await self._write_held(b"")  # an app that ended after its head alone (it failed)
         await self._close_stream()
         if (
             not self.context.terminated.is_set()
