@@ -222,6 +222,20 @@ async def test_a_refusal_reads_the_rest_of_the_request_and_keeps_the_connection(
     assert [row["status_code"] for row in gateway.rows()] == [401, 200]
 
 
+async def refusal_then_close(stream: trio.SocketStream, status: int) -> dict[str, str]:
+    """Reads an answer up to the server's close: it must be `status`, say `connection: close`
+    and carry an OpenAI-shaped error, which is returned."""
+    received = b""
+    while data := await stream.receive_some(65536):
+        received += data
+    await stream.aclose()
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert b"connection: close" in head.lower()
+    error: dict[str, str] = json.loads(body)["error"]
+    return error
+
+
 async def test_bytes_that_are_not_http_get_a_clear_error_and_a_close(
     tmp_path: Path, upstream: str
 ) -> None:
@@ -232,14 +246,7 @@ async def test_bytes_that_are_not_http_get_a_clear_error_and_a_close(
             b"POST /v1/chat/completions HTTP/1.1\r\nhost: gateway\r\n"
             b"transfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n0\r\n\r\n"
         )
-        received = b""
-        while data := await stream.receive_some(65536):
-            received += data
-        await stream.aclose()
-        head, _, body = received.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 400 ")
-        assert b"connection: close" in head.lower()
-        error = json.loads(body)["error"]
+        error = await refusal_then_close(stream, 400)
         assert error["code"] == "malformed_http_request"
         assert "Content-Length and Transfer-Encoding" in error["message"]
         await gateway.drain()
@@ -266,14 +273,7 @@ async def test_a_body_that_stops_coming_gets_a_408_and_a_close(
         await trio.testing.wait_all_tasks_blocked()
         assert not stream.socket.is_readable()  # still waiting for the rest
         mock_clock.jump(0.001)
-        received = b""
-        while data := await stream.receive_some(65536):
-            received += data
-        await stream.aclose()
-        head, _, body = received.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 408 ")
-        assert b"connection: close" in head.lower()
-        error = json.loads(body)["error"]
+        error = await refusal_then_close(stream, 408)
         assert error["code"] == "request_timeout"
         assert error["message"] == "The request body did not all arrive within 5 s."
         # The gateway goes on answering.
