@@ -88,8 +88,8 @@ class HTTP1Protocol:
         self._head: http1.RequestHead | None = None
         self._waiting_continue = False  # the client waits for `100 Continue` before its body
         self._started = False  # the response's head is made (and sent, or `_held`)
-        self._held = b""
         self._ended = False  # ... and its end
+        self._held = b""  # the head, until the body's first bytes go with it
         self._framing = BODY_LENGTH
         self._remaining = 0  # bytes of a sized body still to send
         self._keep_alive = True
