@@ -159,7 +159,7 @@ class HTTP1Protocol:
         if head.version == b"2.0":
             raise H2ProtocolAssumedError(_PREFACE + self.reader.rest())
         for name, value in head.headers:
-            if name == b"upgrade" and value.strip().lower() == b"h2c" and not head.has_body:
+            if name == b"upgrade" and value.lower() == b"h2c" and not head.has_body:
                 upgrade = [(b"connection", b"upgrade"), (b"upgrade", b"h2c")]
                 await self._write(http1.informational_head(101, self._response_headers(upgrade)))
                 # duck-typed as the h11.Request it reads method, target and headers from

@@ -115,13 +115,7 @@ class App:
         status = 0
 
         server = self.gateway.snapshot.config.server
-        body = BodyReceive(
-            receive,
-            scope,
-            server.max_body_bytes,
-            started + server.body_timeout_s,
-            server.body_timeout_s,
-        )
+        body = BodyReceive(receive, scope, server.max_body_bytes, server.body_timeout_s, started)
 
         async def send_and_count(message: Message) -> None:
             nonlocal status

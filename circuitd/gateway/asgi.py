@@ -53,8 +53,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 class BodyReceive:
     """A request's `receive`, counting what has come of its body and noting when it has all
-    come (or the client left). Until then each receive is bounded by `deadline` (the request's
-    start plus `[server] body_timeout_s`): a body that stops coming is a 408
+    come (or the client left). Until then each receive is bounded by a deadline (`timeout_s`,
+    `[server] body_timeout_s`, after the request's start): a body that stops coming is a 408
     (`RequestTimeout`), not a task held for as long as the client likes. An answer that starts
     before the body has all come (a refusal) reads the rest first (`finish`, from `App`):
     hypercorn keeps a connection alive only if the request was read to its end by the time
@@ -74,7 +74,7 @@ class BodyReceive:
     )
 
     def __init__(
-        self, receive: Receive, scope: Scope, limit: int, deadline: float, timeout_s: float
+        self, receive: Receive, scope: Scope, limit: int, timeout_s: float, started: float
     ) -> None:
         self._receive = receive
         # hypercorn's `receive` is a trio channel's: a message already queued (a body that came
@@ -83,8 +83,8 @@ class BodyReceive:
         self._queued = channel if isinstance(channel, trio.MemoryReceiveChannel) else None
         self._scope = scope
         self._limit = limit
-        self._deadline = deadline
-        self._timeout_s = timeout_s  # (for the message)
+        self._timeout_s = timeout_s
+        self._deadline = started + timeout_s
         self.done = False
         self.received = 0  # body bytes
 

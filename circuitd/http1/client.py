@@ -49,7 +49,7 @@ class Request:
             if lower == b"content-length":
                 length = content_length(value, length, LocalProtocolError)
             elif lower == b"transfer-encoding":
-                if value.strip(b" \t").lower() != b"chunked":
+                if tokens(value) != [b"chunked"]:
                     raise LocalProtocolError(f"unsupported Transfer-Encoding {value!r}")
                 chunked = True
             elif lower == b"connection":

@@ -46,11 +46,6 @@ class Reader:
         self._remaining = 0  # bytes left of the body (`LENGTH`) or of the chunk (`CHUNK_DATA`)
 
     @property
-    def done(self) -> bool:
-        """The message has been read to its end."""
-        return self._state == DONE
-
-    @property
     def buffered(self) -> int:
         """Bytes received and not yet read."""
         return len(self._buf) - self._pos

@@ -84,22 +84,19 @@ class Connection:
         """Send `request` and read up to its response head. Raises httpx's errors, or `Stale`
         when sending it again on a fresh connection is safe."""
         method = request.method.encode("ascii")
+        stream = request.stream
+        replayable = isinstance(stream, httpx.ByteStream)  # in memory: one send, head and body
         try:
             outgoing = http1.Request(method, request.url.raw_path, request.headers.raw)
+            data = outgoing.head + outgoing.body(request.content) if replayable else b""
         except http1.LocalProtocolError as exc:
             raise httpx.LocalProtocolError(str(exc), request=request) from exc
         reader = self.reader = http1.ResponseReader(
             no_body=method == b"HEAD", keep_alive=not outgoing.close
         )
         write = timeouts.get("write")
-        stream = request.stream
-        replayable = isinstance(stream, httpx.ByteStream)
         try:
-            if replayable:  # in memory: one send for head and body
-                try:
-                    data = outgoing.head + outgoing.body(request.content)
-                except http1.LocalProtocolError as exc:
-                    raise httpx.LocalProtocolError(str(exc), request=request) from exc
+            if replayable:
                 await self.send(data, write, request)
             elif isinstance(stream, httpx.AsyncByteStream):
                 await self._send_streamed(outgoing, stream, write, request)

@@ -13,14 +13,14 @@ from circuitd import http1
 HEADERS = [(b"Host", b"api.example"), (b"Content-Type", b"application/json")]
 
 
-def read_all(
-    reader: http1.ResponseReader, wire: bytes, step: int | None = None
-) -> tuple[int, bytes]:
-    """Feeds `wire` (in pieces of `step` bytes, else whole), then EOF if the body needs it,
-    and returns the status and the body."""
-    pieces = [wire] if step is None else [wire[i : i + step] for i in range(0, len(wire), step)]
-    pieces.append(b"")  # EOF, fed only if the response has not ended by then
-    feed = iter(pieces)
+def in_steps(wire: bytes, step: int | None) -> list[bytes]:
+    """`wire` in pieces of `step` bytes (whole if None), as a socket might give it."""
+    return [wire] if step is None else [wire[i : i + step] for i in range(0, len(wire), step)]
+
+
+def read_all(reader: http1.ResponseReader, pieces: list[bytes]) -> tuple[int, bytes]:
+    """Feeds `pieces`, then EOF if the body needs it, and returns the status and the body."""
+    feed = iter([*pieces, b""])  # EOF, fed only if the response has not ended by then
     while (head := reader.read_head()) is None:
         reader.receive(next(feed))
     assert head.status >= 200
@@ -150,9 +150,8 @@ RESPONSES = {
 def test_responses_read_as_h11_reads_them(name: str, step: int | None) -> None:
     wire = RESPONSES[name]
     reader = http1.ResponseReader()
-    assert read_all(reader, wire, step) == h11_body(wire)[:2]
+    assert read_all(reader, in_steps(wire, step)) == h11_body(wire)[:2]
     reusable = h11_body(wire)[2]
-    assert reader.done
     assert reader.reusable == reusable
 
 
@@ -192,15 +191,15 @@ def test_the_chunks_already_here_come_out_as_one_piece() -> None:
 
 def test_bytes_past_the_response_or_a_close_make_it_not_reusable() -> None:
     reader = http1.ResponseReader()
-    assert read_all(reader, RESPONSES["sized"] + b"HTTP/1.1 200 OK\r\n") == (200, JSON)
-    assert reader.done and not reader.reusable
+    assert read_all(reader, [RESPONSES["sized"] + b"HTTP/1.1 200 OK\r\n"]) == (200, JSON)
+    assert not reader.reusable
     reader = http1.ResponseReader(keep_alive=False)  # the request said close
-    read_all(reader, RESPONSES["sized"])
-    assert reader.done and not reader.reusable
+    read_all(reader, [RESPONSES["sized"]])
+    assert not reader.reusable
     both = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n"
     reader = http1.ResponseReader()
-    assert read_all(reader, both) == (200, b"")
-    assert reader.done and not reader.reusable
+    assert read_all(reader, [both]) == (200, b"")
+    assert not reader.reusable
 
 
 @pytest.mark.parametrize(
@@ -265,7 +264,7 @@ def test_a_bad_chunked_body_is_a_protocol_error(body: bytes, message: str) -> No
 )
 def test_a_response_cut_short_is_a_protocol_error(wire: bytes) -> None:
     with pytest.raises(http1.RemoteProtocolError, match="closed the connection"):
-        read_all(http1.ResponseReader(), wire)
+        read_all(http1.ResponseReader(), [wire])
 
 
 def test_a_head_larger_than_the_limit_is_refused_before_its_end() -> None:
@@ -332,15 +331,7 @@ def test_any_response_cut_anywhere_reads_as_h11_reads_it(
     wire, body, cuts = case
     pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if b > a]
     reader = http1.ResponseReader()
-    feed = iter(pieces)
-    while (head := reader.read_head()) is None:
-        reader.receive(next(feed))
-    got = []
-    while (data := reader.read_body()) != b"":
-        if data is None:
-            reader.receive(next(feed))
-        else:
-            got.append(data)
-    assert b"".join(got) == body
+    status, got = read_all(reader, pieces)
+    assert got == body
     assert reader.reusable
-    assert (head.status, body, True) == h11_body(wire)
+    assert (status, body, True) == h11_body(wire)

@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 
 from circuitd import http1
 from circuitd.http1.server import BODY_CHUNKED, BODY_LENGTH, BODY_NONE, BODY_UNTIL_CLOSE
+from tests.gateway.test_http1 import in_steps
 
 Read = tuple[bytes, bytes, bytes, list[tuple[bytes, bytes]], bytes]  # method ... body
 
 
-def read_requests(wire: bytes, step: int | None = None) -> list[Read]:
+def read_requests(pieces: list[bytes]) -> list[Read]:
+    """What `RequestReader` reads of `pieces` received one after another."""
     reader = http1.RequestReader(http1.MAX_HEAD_BYTES)
-    pieces = [wire] if step is None else [wire[i : i + step] for i in range(0, len(wire), step)]
     feed = iter(pieces)
     out: list[Read] = []
     while True:
@@ -79,7 +80,7 @@ REQUESTS = {
 @pytest.mark.parametrize("step", [None, 1, 7])
 def test_requests_read_as_h11_reads_them(name: str, step: int | None) -> None:
     wire = REQUESTS[name]
-    assert read_requests(wire, step) == h11_requests(wire)
+    assert read_requests(in_steps(wire, step)) == h11_requests(wire)
 
 
 def test_what_the_head_says_about_the_connection() -> None:
@@ -174,54 +175,69 @@ def test_chunked_framing_takes_crlf_only(body: bytes) -> None:
 # -- response heads ----------------------------------------------------------------------------
 
 
-def test_a_sized_response_keeps_its_length() -> None:
-    head, framing, length, keep = http1.response_head(
-        200,
-        [(b"content-type", b"application/json"), (b"content-length", b"12")],
-        head_request=False,
-        http10=False,
-        keep_alive=True,
+@pytest.mark.parametrize(
+    ("status", "headers", "http10", "keep_alive", "written"),
+    [
+        (  # sized: its length is kept
+            200,
+            [(b"content-type", b"application/json"), (b"content-length", b"12")],
+            False,
+            True,
+            (
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n",
+                BODY_LENGTH,
+                12,
+                True,
+            ),
+        ),
+        (  # unknown length: chunked, and the framing the app gave dropped
+            200,
+            [(b"transfer-encoding", b"gzip"), (b"connection", b"keep-alive"), (b"x-a", b"1")],
+            False,
+            False,
+            (
+                b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\n"
+                b"connection: close\r\n\r\n",
+                BODY_CHUNKED,
+                0,
+                False,
+            ),
+        ),
+        (  # the app said close: it closes
+            413,
+            [(b"Connection", b"Close"), (b"content-length", b"0")],
+            False,
+            True,
+            (
+                b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-length: 0\r\n"
+                b"connection: close\r\n\r\n",
+                BODY_LENGTH,
+                0,
+                False,
+            ),
+        ),
+        (  # an HTTP/1.0 client: the body up to the close
+            200,
+            [],
+            True,
+            True,
+            (b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n", BODY_UNTIL_CLOSE, 0, False),
+        ),
+    ],
+)
+def test_response_heads(
+    status: int,
+    headers: list[tuple[bytes, bytes]],
+    http10: bool,
+    keep_alive: bool,
+    written: tuple[bytes, int, int, bool],
+) -> None:
+    assert (
+        http1.response_head(
+            status, headers, head_request=False, http10=http10, keep_alive=keep_alive
+        )
+        == written
     )
-    assert head == (
-        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 12\r\n\r\n"
-    )
-    assert (framing, length, keep) == (BODY_LENGTH, 12, True)
-
-
-def test_a_response_of_unknown_length_is_chunked_and_its_own_framing_dropped() -> None:
-    head, framing, _, keep = http1.response_head(
-        200,
-        [(b"transfer-encoding", b"gzip"), (b"connection", b"keep-alive"), (b"x-a", b"1")],
-        head_request=False,
-        http10=False,
-        keep_alive=False,
-    )
-    assert head == (
-        b"HTTP/1.1 200 OK\r\nx-a: 1\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-    )
-    assert (framing, keep) == (BODY_CHUNKED, False)
-
-
-def test_a_response_that_says_close_closes() -> None:
-    head, framing, length, keep = http1.response_head(
-        413,
-        [(b"Connection", b"Close"), (b"content-length", b"0")],
-        head_request=False,
-        http10=False,
-        keep_alive=True,
-    )
-    assert head == (
-        b"HTTP/1.1 413 Request Entity Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    )
-    assert (framing, length, keep) == (BODY_LENGTH, 0, False)
-
-
-def test_an_http10_client_gets_the_body_up_to_the_close() -> None:
-    head, framing, _, keep = http1.response_head(
-        200, [], head_request=False, http10=True, keep_alive=True
-    )
-    assert head == b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n"
-    assert (framing, keep) == (BODY_UNTIL_CLOSE, False)
 
 
 @pytest.mark.parametrize(("status", "head_request"), [(204, False), (304, False), (200, True)])
@@ -287,24 +303,5 @@ def requests(draw: st.DrawFn) -> tuple[bytes, list[int]]:
 @given(requests())
 def test_any_requests_cut_anywhere_read_as_h11_reads_them(case: tuple[bytes, list[int]]) -> None:
     wire, cuts = case
-    reader = http1.RequestReader(http1.MAX_HEAD_BYTES)
     pieces = [wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True) if b > a]
-    feed = iter(pieces)
-    got: list[Read] = []
-    while True:
-        head = reader.read_head()
-        if head is None:
-            chunk = next(feed, None)
-            if chunk is None:
-                break
-            reader.receive(chunk)
-            continue
-        body = b""
-        while (data := reader.read_body()) != b"":
-            if data is None:
-                reader.receive(next(feed))
-            else:
-                body += data
-        got.append((head.method, head.target, head.version, head.headers, body))
-        reader.next_request()
-    assert got == h11_requests(wire)
+    assert read_requests(pieces) == h11_requests(wire)
