@@ -19,6 +19,11 @@ skipped (RFC 9112 2.2; h11 refused it); the head limit (`h11_max_incomplete_size
 a head that arrives whole too. What it does not: WebSocket upgrades (circuitd serves none;
 such a request is answered as plain HTTP), and `h11_pass_raw_headers` (header names reach the
 app lower-cased, as ASGI asks).
+
+And one thing it adds: each request's ASGI scope carries a `trio.CancelScope` under
+`extensions[CANCEL_ON_DISCONNECT]`, cancelled when the client goes away before the response
+has ended. circuitd's app runs a call inside it instead of starting a task per request that
+waits for `http.disconnect` (a nursery, a task and its wake-ups: ~6% of a JSON request).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from itertools import chain
 from typing import Any, cast
 
 import hypercorn.protocol as hypercorn_protocol
+import trio
 from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.protocol.events import (
     Body,
@@ -43,6 +49,7 @@ from hypercorn.protocol.http_stream import HTTPStream
 
 from circuitd import http1
 from circuitd.errors import MalformedHttpRequest
+from circuitd.gateway.asgi import CANCEL_ON_DISCONNECT
 from circuitd.http1.server import BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE
 
 log = logging.getLogger("circuitd")
@@ -93,6 +100,7 @@ class HTTP1Protocol:
         self._framing = BODY_LENGTH
         self._remaining = 0  # bytes of a sized body still to send
         self._keep_alive = True
+        self._on_disconnect = trio.CancelScope()  # the current request's (a new one each)
 
     async def initiate(self) -> None:
         pass
@@ -108,6 +116,8 @@ class HTTP1Protocol:
             self._reading = _CLOSED
             await self.can_read.set()  # a next request waiting: there is none now
             if self.stream is not None:
+                if not self._ended:
+                    self._on_disconnect.cancel()
                 await self._close_stream()
 
     async def _handle_events(self) -> None:
@@ -168,8 +178,9 @@ class HTTP1Protocol:
     async def _create_stream(self, head: http1.RequestHead) -> None:
         self._started = self._ended = False
         self._keep_alive = True
+        self._on_disconnect = trio.CancelScope()
         self.stream = HTTPStream(
-            self.app,
+            _WithCancelOnDisconnect(self.app, self._on_disconnect),
             self.config,
             self.context,
             self.task_group,
@@ -306,6 +317,23 @@ class HTTP1Protocol:
         if self.stream is not None:
             await self.stream.handle(StreamClosed(stream_id=STREAM_ID))
             self.stream = None
+
+
+class _WithCancelOnDisconnect:
+    """The app (hypercorn's `AppWrapper`), called with its request's cancel scope in the ASGI
+    scope's extensions."""
+
+    __slots__ = ("app", "cancel_scope")
+
+    def __init__(self, app: Any, cancel_scope: trio.CancelScope) -> None:
+        self.app = app
+        self.cancel_scope = cancel_scope
+
+    async def __call__(
+        self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
+    ) -> None:
+        scope["extensions"][CANCEL_ON_DISCONNECT] = self.cancel_scope
+        await self.app(scope, receive, send, sync_spawn, call_soon)
 
 
 def install() -> bool:

@@ -19,24 +19,36 @@ import h2.events
 import hypercorn.protocol
 import pytest
 import trio
+import trio.testing
 from hypercorn.config import Config, Sockets
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from circuitd import hypercorn_http1, hypercorn_tcp
+from circuitd.gateway.asgi import CANCEL_ON_DISCONNECT
 from circuitd.hypercorn_http1 import HTTP1Protocol
 
 PROTOCOLS = {"circuitd": HTTP1Protocol, "h11": H11Protocol}
+# Each request's CANCEL_ON_DISCONNECT scope, in order (only circuitd's protocol gives one)
+CANCEL_SCOPES: list[trio.CancelScope] = []
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echoes the request body (and says what it got) or, at /stream, answers in three pieces
-    of unknown length; at /early, answers before reading the body."""
+    of unknown length; at /early, answers before reading the body; at /hold, never answers
+    (waits in its cancel-on-disconnect scope)."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
+        return
+    cancel_scope = scope["extensions"].get(CANCEL_ON_DISCONNECT)
+    if cancel_scope is not None:
+        CANCEL_SCOPES.append(cancel_scope)
+    if scope["path"] == "/hold":
+        with cancel_scope:
+            await trio.sleep_forever()
         return
     if scope["path"] == "/early":
         await send({"type": "http.response.start", "status": 401, "headers": []})
@@ -363,6 +375,23 @@ async def test_keep_alive_ends_after_the_most_requests_allowed() -> None:
         assert b"connection: close" in second.lower()
         assert await stream.receive_some(65536) == b""
         await stream.aclose()
+
+
+async def test_the_request_scope_is_cancelled_when_the_client_leaves_before_its_answer() -> None:
+    CANCEL_SCOPES.clear()
+    async with serving(HTTP1Protocol) as port:
+        got, closed = await exchange(port, CASES["GET"][0], 1)
+        assert (len(got), closed) == (1, False)  # then `exchange` closes the connection
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /hold HTTP/1.1\r\n" + HOST + b"\r\n")
+        await trio.testing.wait_all_tasks_blocked()
+        answered, probe, held = CANCEL_SCOPES
+        assert not held.cancel_called  # waiting for its answer: still there
+        await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+    assert held.cancelled_caught
+    # Answered in full before the client left: not a disconnect (nor is the probe's close).
+    assert not answered.cancel_called and not probe.cancel_called
 
 
 def test_install_points_hypercorn_at_the_protocol() -> None:

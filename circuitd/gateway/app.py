@@ -304,7 +304,7 @@ class App:
             base = [*base, *record.ticket.headers()]  # x-ratelimit-* on the answer
             deadline = record.started + config.upstream.total_timeout_s
 
-            async with watch_client(receive) as watch:
+            async with watch_client(scope, receive) as watch:
 
                 async def attempt(deployment: Deployment) -> None:
                     call = UpstreamCall(

@@ -17,6 +17,11 @@ Headers = list[tuple[bytes, bytes]]
 
 JSON = (b"content-type", b"application/json")
 
+# An ASGI extension of circuitd's HTTP/1.1 server (`hypercorn_http1`): a `trio.CancelScope`
+# per request that the server cancels when the client goes away before the response has
+# ended. An app that runs inside it needs no task of its own waiting for `http.disconnect`.
+CANCEL_ON_DISCONNECT = "circuitd.cancel_on_disconnect"
+
 
 def header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope["headers"]:

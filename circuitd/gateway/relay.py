@@ -7,9 +7,11 @@ has an answer worth relaying, so retries stay possible until the first byte. A s
 fails after it started ends with an explicit error event, never a clean `[DONE]`, and raises
 `AttemptFailed(started=True)`: no retry can follow it.
 
-`watch_client` wraps the whole call (every attempt and the waits between them): a nursery
-whose second task waits for the client to go away and then cancels the call, so a vanished
-client stops the provider's generation and its billing.
+`watch_client` wraps the whole call (every attempt and the waits between them) in a cancel
+scope that is cancelled when the client goes away, so a vanished client stops the provider's
+generation and its billing. circuitd's HTTP/1.1 server hands the app that scope
+(`CANCEL_ON_DISCONNECT`); elsewhere (HTTP/2, another server) a second task waits for
+`http.disconnect` and cancels it.
 """
 
 from __future__ import annotations
@@ -35,7 +37,14 @@ from circuitd.errors import (
     UpstreamRejected,
     UpstreamTimeout,
 )
-from circuitd.gateway.asgi import Headers, Receive, Send, start_response
+from circuitd.gateway.asgi import (
+    CANCEL_ON_DISCONNECT,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    start_response,
+)
 from circuitd.gateway.settle import CallRecord, charge
 from circuitd.providers.base import (
     Deployment,
@@ -111,18 +120,27 @@ async def _watch(receive: Receive, scope: trio.CancelScope, watch: ClientWatch) 
 
 
 @asynccontextmanager
-async def watch_client(receive: Receive) -> AsyncIterator[ClientWatch]:
+async def watch_client(scope: Scope, receive: Receive) -> AsyncIterator[ClientWatch]:
     """Runs the body while watching for the client to disconnect; on disconnect the body is
     cancelled and `watch.disconnected` is set. A `GatewayError` raised by the body is re-raised
-    as itself once the nursery is closed (not wrapped in an exception group)."""
+    as itself once the body is left (not wrapped in an exception group)."""
     watch = ClientWatch()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_watch, receive, nursery.cancel_scope, watch)
-        try:
-            yield watch
-        except GatewayError as exc:
-            watch.error = exc
-        nursery.cancel_scope.cancel()
+    cancel_scope = (scope.get("extensions") or {}).get(CANCEL_ON_DISCONNECT)
+    if isinstance(cancel_scope, trio.CancelScope):  # the server cancels it: no task needed
+        with cancel_scope:
+            try:
+                yield watch
+            except GatewayError as exc:
+                watch.error = exc
+        watch.disconnected = cancel_scope.cancel_called
+    else:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch, receive, nursery.cancel_scope, watch)
+            try:
+                yield watch
+            except GatewayError as exc:
+                watch.error = exc
+            nursery.cancel_scope.cancel()
     if watch.error is not None and not watch.disconnected:
         raise watch.error
 

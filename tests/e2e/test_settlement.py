@@ -61,8 +61,16 @@ async def test_a_burst_then_drain_loses_no_row(tmp_path: Path) -> None:
     ],
     ids=["json-waiting", "stream-before-first-byte", "stream-mid-content"],
 )
+# HTTP/1.1 is served by circuitd's own protocol, which cancels the call itself
+# (`CANCEL_ON_DISCONNECT`); over HTTP/2 the app's watcher task sees `http.disconnect`.
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
 async def test_disconnect_at_each_point_settles_once(
-    tmp_path: Path, upstream: str, stream: bool, mock: dict[str, Any], after_bytes: int
+    tmp_path: Path,
+    upstream: str,
+    stream: bool,
+    mock: dict[str, Any],
+    after_bytes: int,
+    http2: bool,
 ) -> None:
     root = upstream.removesuffix("/v1")
 
@@ -76,7 +84,7 @@ async def test_disconnect_at_each_point_settles_once(
             with trio.CancelScope() as scope:
                 task_status.started(scope)
                 async with (
-                    httpx.AsyncClient(base_url=gateway.url) as client,
+                    httpx.AsyncClient(base_url=gateway.url, http1=not http2, http2=http2) as client,
                     client.stream(
                         "POST", "/v1/chat/completions", json=body, headers=AUTH
                     ) as response,
