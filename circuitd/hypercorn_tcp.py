@@ -16,6 +16,8 @@ things change in the idle timer that closes a keep-alive connection after
 
 And a write to a plain TCP client goes straight to the socket when the socket takes it all
 (`TCPServer.protocol_send`): +10% JSON requests/s through the gateway (bench/RESULTS.md).
+A read has no cancel scope of its own unless `read_timeout` is set (circuitd sets none:
+it would cut long streams); hypercorn gave each one an infinite deadline's scope.
 
 The timer fixes belong in hypercorn; until then this subclass is the smallest change that
 holds them, and `install` leaves hypercorn alone (with a warning) where its internals differ.
@@ -32,6 +34,7 @@ import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio import tcp_server as hypercorn_tcp
+from hypercorn.trio.tcp_server import MAX_RECV
 
 log = logging.getLogger("circuitd")
 
@@ -121,8 +124,23 @@ class TCPServer(hypercorn_tcp.TCPServer):
         await super().protocol_send(event)
 
     async def _read_data(self) -> None:
+        """hypercorn's loop: each read handed to the protocol, then the close."""
+        timeout = self.config.read_timeout or None
+        receive = self.stream.receive_some
         try:
-            await super()._read_data()
+            while True:
+                try:
+                    if timeout is None:
+                        data = await receive(MAX_RECV)
+                    else:
+                        with trio.fail_after(timeout):
+                            data = await receive(MAX_RECV)
+                except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                    break
+                await self.protocol.handle(RawData(data=bytes(data)))
+                if not data:
+                    break
+            await self.protocol.handle(Closed())
         finally:
             # The client is gone (or reading failed): nothing is left to time out.
             self.idle_task.close()  # type: ignore[attr-defined]

@@ -41,11 +41,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @asynccontextmanager
-async def serving(asgi: Any = app) -> AsyncIterator[int]:
+async def serving(asgi: Any = app, read_timeout: float | None = None) -> AsyncIterator[int]:
     """A hypercorn server with circuitd's TCP server; yields its port."""
     assert hypercorn_tcp.install()
     config = Config()
     config.keep_alive_timeout = KEEP_ALIVE_S
+    config.read_timeout = read_timeout
     config.accesslog = None
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -120,6 +121,24 @@ async def test_an_idle_connection_is_closed_after_the_keep_alive_timeout(
             await trio.testing.wait_all_tasks_blocked()
         mock_clock.jump(2)
         await trio.testing.wait_all_tasks_blocked()
+        assert await stream.receive_some(4096) == b""  # the server closed it
+        await stream.aclose()
+
+
+async def test_a_read_timeout_closes_a_connection_silent_that_long(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    async with serving(read_timeout=10) as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await request(stream)
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(9.9)
+        await trio.testing.wait_all_tasks_blocked()
+        await request(stream)  # still open; each read starts the timeout over
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(10)  # short of the keep-alive timeout, past the read timeout
+        await trio.testing.wait_all_tasks_blocked()
+        assert stream.socket.is_readable()  # (not a wait for a close that never comes)
         assert await stream.receive_some(4096) == b""  # the server closed it
         await stream.aclose()
 

@@ -4,6 +4,7 @@ to its current request (`http1`)."""
 from __future__ import annotations
 
 import math
+import os
 import ssl
 from collections.abc import Mapping
 from typing import Final
@@ -62,6 +63,16 @@ class Connection:
         self.socket.close()
 
     async def send(self, data: bytes, limit_s: float | None, request: httpx.Request) -> None:
+        if type(self.stream) is trio.SocketStream:
+            # Plain TCP: what the socket takes at once needs no deadline's scope, nor trio's
+            # send_all around it (a request fits a socket's buffer but for a large body).
+            try:
+                sent = os.write(self.socket.fileno(), data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
         if limit_s is None:
             await self.stream.send_all(data)
             return
