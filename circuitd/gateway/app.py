@@ -134,8 +134,8 @@ class App:
             request_ids_var.reset(token)
             route = route_label(path)
             metrics = self.gateway.metrics
-            metrics.requests.labels(route, status_class(status or 499)).inc()
-            metrics.request_duration.labels(route).observe(trio.current_time() - started)
+            metrics.child(metrics.requests, route, status_class(status or 499)).inc()
+            metrics.child(metrics.request_duration, route).observe(trio.current_time() - started)
 
     async def _route(
         self,

@@ -161,7 +161,9 @@ async def route(
     for deployment in candidates:
         breaker = breakers.get(deployment.name)
         label = metrics.deployment_label(deployment.name)
-        counted = functools.partial(metrics.attempts.labels, deployment.provider.name, label)
+        counted = functools.partial(
+            metrics.child, metrics.attempts, deployment.provider.name, label
+        )
         for number in itertools.count(1):
             now = trio.current_time()
             permit = breaker.acquire(now)

@@ -196,11 +196,11 @@ class Settler:
         m = self._metrics
         provider = row.provider or ""
         model = m.model_label(row.model) if record.resolved else OTHER
-        m.calls.labels(provider, model, row.status).inc()
+        m.child(m.calls, provider, model, row.status).inc()
         if row.usage_source != "none":
-            m.tokens.labels(provider, model, "input").inc(row.tokens_input)
-            m.tokens.labels(provider, model, "output").inc(row.tokens_output)
-            m.cost.labels(provider, model).inc(micro_to_usd(row.cost_micro_usd))
+            m.child(m.tokens, provider, model, "input").inc(row.tokens_input)
+            m.child(m.tokens, provider, model, "output").inc(row.tokens_output)
+            m.child(m.cost, provider, model).inc(micro_to_usd(row.cost_micro_usd))
             deployment = record.deployment
             if deployment is not None and deployment.price is None:
                 m.unpriced.labels(provider, model).inc()
@@ -215,7 +215,7 @@ class Settler:
                         extra={"deployment": deployment.name},
                     )
         if row.ttft_ms is not None:
-            m.ttft.labels(provider, model).observe(row.ttft_ms / 1000)
+            m.child(m.ttft, provider, model).observe(row.ttft_ms / 1000)
         upstream_ms = sum(a.latency_ms for a in row.attempt_log)
         m.overhead.observe(max(0.0, row.latency_ms - upstream_ms) / 1000)
         writer = self._writer

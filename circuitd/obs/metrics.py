@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +28,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.metrics import MetricWrapperBase
 
 from circuitd.core.breaker import State
 
@@ -49,6 +51,8 @@ _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 
 LABEL_CAP = 256
 OTHER = "other"
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
 class LabelCap:
@@ -218,6 +222,17 @@ class Metrics:
             registry=r,
         )
         self.on_scrape: list[Callable[[], None]] = []  # refresh gauges computed on demand
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, looked up once per distinct values: prometheus-client
+        takes a lock and checks the values on every call (seven calls a chat request). As
+        bounded as the labels themselves."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
     def breaker(self, deployment: str, state: State) -> None:
         self.breaker_state.labels(self.deployment_label(deployment)).set(state.metric)
