@@ -29,6 +29,7 @@ waits for `http.disconnect` (a nursery, a task and its wake-ups: ~6% of a JSON r
 from __future__ import annotations
 
 import logging
+import time
 from itertools import chain
 from typing import Any, cast
 
@@ -101,6 +102,8 @@ class HTTP1Protocol:
         self._remaining = 0  # bytes of a sized body still to send
         self._keep_alive = True
         self._on_disconnect = trio.CancelScope()  # the current request's (a new one each)
+        self._server_headers: list[tuple[bytes, bytes]] = []  # hypercorn's (Date, Server)
+        self._server_headers_at = -1  # ... made in this second
 
     async def initiate(self) -> None:
         pass
@@ -265,7 +268,11 @@ class HTTP1Protocol:
             await self._write(data)
 
     def _response_headers(self, headers: Any = ()) -> list[tuple[bytes, bytes]]:
-        return list(chain(headers, self.config.response_headers("h11")))
+        now = int(time.time())  # the Date header's resolution: made once a second at most
+        if now != self._server_headers_at:
+            self._server_headers = self.config.response_headers("h11")
+            self._server_headers_at = now
+        return list(chain(headers, self._server_headers))
 
     async def _write(self, data: bytes) -> None:
         await self.send(RawData(data=data))
