@@ -6,6 +6,7 @@ timeouts below are short on purpose and nothing asserts how long anything took.
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -366,3 +367,40 @@ async def test_gateway_client_uses_http1_and_keeps_no_cookies(base: str) -> None
     )
     async with upstream_client(legacy) as client:
         assert not isinstance(client._transport, Http1Transport)
+
+
+async def test_gateway_client_sends_straight_to_its_transport_only_when_httpx_adds_nothing(
+    base: str,
+) -> None:
+    from circuitd.config import load_config
+    from circuitd.gateway.runtime import upstream_client
+    from circuitd.upstream.transport import ResponseBody
+
+    url = f"{base}/v1/chat/completions"
+    async with upstream_client(load_config(None, {"PROVIDER": "MOCK"})) as client:
+        request = client.build_request("POST", url, content=chat())
+        response = await client.send(request, stream=True)
+        assert type(response.stream) is ResponseBody  # httpx's wrapper skipped
+        assert response.request is request
+        assert msgspec.json.decode(await response.aread())["object"] == "chat.completion"
+
+        # Credentials in the URL: httpx's auth flow turns them into Basic auth.
+        with_credentials = url.replace("http://", "http://user:secret@")
+        response = await client.send(
+            client.build_request("POST", with_credentials, content=chat()), stream=True
+        )
+        await response.aread()
+        [*_, logged] = await mock_get(base, "/_mock/requests")
+        headers = {name.lower(): value for name, value in logged["headers"]}
+        assert headers["authorization"] == "Basic " + base64.b64encode(b"user:secret").decode()
+
+        # An event hook: httpx's layers run it.
+        seen: list[str] = []
+
+        async def hook(request: httpx.Request) -> None:
+            seen.append(request.method)
+
+        client.event_hooks = {"request": [hook], "response": []}
+        response = await client.send(client.build_request("POST", url, content=chat()), stream=True)
+        await response.aread()
+        assert seen == ["POST"]
