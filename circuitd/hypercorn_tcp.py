@@ -12,7 +12,7 @@ things change in the idle timer that closes a keep-alive connection after
   here it is stopped once the client is gone.
 - The timer was a new task per request (`TrioSingleTask`: `nursery.start` after every
   response, a cancel at the next request) — ~15% of hypercorn's own time per request on
-  trio. `IdleTimer` keeps one task per connection and re-arms it.
+  trio. `IdleTimer` keeps one task per connection, which wakes only when a deadline comes.
 
 And a write to a plain TCP client goes straight to the socket when the socket takes it all
 (`TCPServer.protocol_send`): +10% JSON requests/s through the gateway (bench/RESULTS.md).
@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio import tcp_server as hypercorn_tcp
 from hypercorn.trio.tcp_server import MAX_RECV
@@ -42,60 +42,93 @@ Action = Callable[[], Awaitable[None]]
 
 
 class IdleTimer:
-    """hypercorn's `SingleTask` for the idle timeout, with one task per connection: armed
-    (`restart`) after each response, disarmed (`stop`) at each request, ended (`close`)
-    with the connection. While armed it runs `action`, which waits out the timeout and
-    closes the connection (or returns early when the server shuts down)."""
+    """hypercorn's `SingleTask` for the idle timeout: closes its connection once it has been
+    idle (no request in flight) for `timeout_s`, or at once if idle when the server shuts
+    down. One task per connection, and it wakes only when its deadline comes: a request
+    starting (`busy`) or a response ending (`idle`) only notes it. The task then sleeps again,
+    until the newer deadline or, the connection busy, until it is idle again. (A timer
+    re-armed per request cost its task two wake-ups and three cancel scopes a request.)"""
 
-    __slots__ = ("_armed", "_closed", "_scope", "_started", "_wake")
+    __slots__ = (
+        "_busy",
+        "_close_connection",
+        "_closed",
+        "_idle_since",
+        "_scope",
+        "_started",
+        "_terminated",
+        "_timeout_s",
+        "_woken",
+    )
 
-    def __init__(self) -> None:
-        self._armed = False
+    def __init__(self, timeout_s: float, terminated: Any, close_connection: Action) -> None:
+        self._timeout_s = timeout_s
+        self._terminated = terminated  # the worker's shutdown event (hypercorn's EventWrapper)
+        self._close_connection = close_connection
+        self._busy = False
+        self._idle_since = 0.0
         self._closed = False
         self._started = False
-        self._scope: trio.CancelScope | None = None  # the running action's
-        self._wake = trio.Event()
+        self._scope: trio.CancelScope | None = None  # the task's wait for its deadline
+        self._woken: trio.Event | None = None  # the task's wait for the connection to be idle
 
     async def restart(self, task_group: Any, action: Action) -> None:
-        if self._closed:
-            return
-        self._armed = True
-        if self._scope is not None:
-            self._scope.cancel()  # a running wait starts over
-        if not self._started:
+        """hypercorn's call when the connection starts (`action`, its own timeout, is what
+        this timer does itself)."""
+        self.idle()
+        if not self._started and not self._closed:
             self._started = True
-            task_group.spawn(self._run, action)
-        self._wake.set()
+            task_group.spawn(self._run)
 
     async def stop(self) -> None:
-        self._armed = False
-        if self._scope is not None:
-            self._scope.cancel()
+        self.busy()
+
+    def busy(self) -> None:
+        self._busy = True
+
+    def idle(self) -> None:
+        self._busy = False
+        self._idle_since = trio.current_time()
+        if self._woken is not None:
+            self._woken.set()
 
     def close(self) -> None:
+        """The connection ended: the task returns."""
         self._closed = True
-        self._armed = False
         if self._scope is not None:
             self._scope.cancel()
-        self._wake.set()
+        if self._woken is not None:
+            self._woken.set()
 
-    async def _run(self, action: Action) -> None:
+    async def _run(self) -> None:
         while not self._closed:
-            if not self._armed:
-                await self._wake.wait()
-                self._wake = trio.Event()
+            if self._busy:
+                self._woken = woken = trio.Event()
+                await woken.wait()
+                self._woken = None
                 continue
-            with trio.CancelScope() as scope:
+            with trio.move_on_at(self._idle_since + self._timeout_s) as scope:
                 self._scope = scope
-                await action()
-                return  # the timeout ran out (or the server stops): the connection closed
+                await self._terminated.wait()
             self._scope = None
+            if self._closed or self._busy:
+                continue
+            if (
+                not self._terminated.is_set()
+                and trio.current_time() < self._idle_since + self._timeout_s
+            ):
+                continue  # requests came and went meanwhile: a later deadline
+            with trio.CancelScope(shield=True):
+                await self._close_connection()
+            return
 
 
 class TCPServer(hypercorn_tcp.TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.idle_task = IdleTimer()  # type: ignore[assignment]
+        self.idle_task = IdleTimer(  # type: ignore[assignment]
+            self.config.keep_alive_timeout, self.context.terminated, self._initiate_server_close
+        )
 
     async def protocol_send(self, event: Event) -> None:
         """Bytes for a plain TCP client are written at once when the socket takes them all.
@@ -107,6 +140,12 @@ class TCPServer(hypercorn_tcp.TCPServer):
         an app must read its request to the end before its answer ends: hypercorn decides
         keep-alive right then, and closes the connection if the request is not (circuitd's
         `gateway.asgi.BodyReceive`)."""
+        if type(event) is Updated:  # a request starts, or a response ended
+            if event.idle:
+                self.idle_task.idle()  # type: ignore[attr-defined]
+            else:
+                self.idle_task.busy()  # type: ignore[attr-defined]
+            return
         stream: trio.abc.Stream = self.stream  # typed as TLS; plain TCP without it
         if type(event) is RawData and type(stream) is trio.SocketStream:
             data = event.data
@@ -152,7 +191,7 @@ def install() -> bool:
     expected = (
         getattr(hypercorn_run, "TCPServer", None) in (hypercorn_tcp.TCPServer, TCPServer)
         and callable(getattr(hypercorn_tcp.TCPServer, "_read_data", None))
-        and callable(getattr(hypercorn_tcp.TCPServer, "_idle_timeout", None))
+        and callable(getattr(hypercorn_tcp.TCPServer, "_initiate_server_close", None))
         and callable(getattr(hypercorn_tcp.TCPServer, "protocol_send", None))
     )
     if not expected:

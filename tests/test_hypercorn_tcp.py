@@ -41,8 +41,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 @asynccontextmanager
-async def serving(asgi: Any = app, read_timeout: float | None = None) -> AsyncIterator[int]:
-    """A hypercorn server with circuitd's TCP server; yields its port."""
+async def serving(
+    asgi: Any = app, read_timeout: float | None = None, stop: trio.Event | None = None
+) -> AsyncIterator[int]:
+    """A hypercorn server with circuitd's TCP server; yields its port. Setting `stop` shuts
+    it down (as leaving the block does)."""
     assert hypercorn_tcp.install()
     config = Config()
     config.keep_alive_timeout = KEEP_ALIVE_S
@@ -53,7 +56,8 @@ async def serving(asgi: Any = app, read_timeout: float | None = None) -> AsyncIt
     sock.listen(16)
     sock.setblocking(False)
     port = sock.getsockname()[1]
-    stop = trio.Event()
+    if stop is None:
+        stop = trio.Event()
     async with trio.open_nursery() as nursery:
         serve = partial(worker_serve, wrap_app(asgi, 0, "asgi"), config)
         await nursery.start(
@@ -143,6 +147,35 @@ async def test_a_read_timeout_closes_a_connection_silent_that_long(
         await stream.aclose()
 
 
+async def test_a_shutdown_closes_idle_connections_at_once_and_busy_ones_after_their_answer(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    stop, release = trio.Event(), trio.Event()
+
+    async def slow(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/slow":
+            await release.wait()
+        await app(scope, receive, send)
+
+    async with serving(slow, stop=stop) as port:
+        idle = await trio.open_tcp_stream("127.0.0.1", port)
+        await request(idle)
+        busy = await trio.open_tcp_stream("127.0.0.1", port)
+        await busy.send_all(REQUEST.replace(b"GET /", b"GET /slow"))
+        await trio.testing.wait_all_tasks_blocked()
+        stop.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert idle.socket.is_readable()
+        assert await idle.receive_some(4096) == b""  # closed at once, long before 75 s
+        assert not busy.socket.is_readable()  # its request is still being answered
+        release.set()
+        await read_answer(busy)
+        await trio.testing.wait_all_tasks_blocked()
+        assert await busy.receive_some(4096) == b""  # then closed
+        for stream in (idle, busy):
+            await stream.aclose()
+
+
 async def test_no_timeout_while_a_request_is_served(mock_clock: trio.testing.MockClock) -> None:
     release = trio.Event()
 
@@ -159,6 +192,10 @@ async def test_no_timeout_while_a_request_is_served(mock_clock: trio.testing.Moc
         await trio.testing.wait_all_tasks_blocked()
         release.set()
         await read_answer(stream)  # not closed meanwhile
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(KEEP_ALIVE_S - 1)  # idle since the answer: the timeout starts there
+        await trio.testing.wait_all_tasks_blocked()
+        await request(stream)
         await stream.aclose()
 
 
