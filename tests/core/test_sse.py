@@ -79,6 +79,35 @@ def test_events_are_returned_by_the_feed_that_completes_them() -> None:
     decoder.end()
 
 
+@pytest.mark.parametrize(
+    "batch",
+    [
+        b"data: a\n\ndata: b\n\ndata: [DONE]\n\n",  # whole one-line events: the fast path
+        b"data: a\n\nevent: x\ndata: b\n\n",  # an event line: the line-by-line walk
+        b"data: a\n\ndata:b\n\n",  # no space after the colon
+        b"data: a\n\n\n\ndata: b\n\n",  # a blank line between
+        b"data: a\ndata: b\n\ndata: c\n\n",  # a two-line event
+        b"data: a\n\n: comment\n\n",
+    ],
+)
+def test_a_batch_of_events_reads_as_its_lines_one_by_one(batch: bytes) -> None:
+    whole, by_byte = SSEDecoder(), SSEDecoder()
+    whole.feed(b"id: 9\ndata: first\n\n")  # an id persists into the batch's events
+    by_byte.feed(b"id: 9\ndata: first\n\n")
+    assert whole.feed(batch) == [
+        e for i in range(len(batch)) for e in by_byte.feed(batch[i : i + 1])
+    ]
+    whole.end()
+
+
+def test_a_batch_over_the_bounds_is_refused_as_one_event_would_be() -> None:
+    with pytest.raises(SSEError):
+        SSEDecoder(max_event_bytes=3).feed(b"data: ab\n\ndata: abcd\n\n")
+    with pytest.raises(SSEError):
+        SSEDecoder(max_line_bytes=8).feed(b"data: ab\n\ndata: abcd\n\n")
+    assert SSEDecoder(max_event_bytes=3, max_line_bytes=8).feed(b"data: ab\n\ndata: ab\n\n")
+
+
 def test_cr_at_chunk_end_dispatches_without_waiting() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\r\r") == [E("a")]
