@@ -366,8 +366,7 @@ class App:
             if not response_started:
                 await _send_error(send, GatewayError("Internal gateway error."), base)
         finally:
-            with trio.CancelScope(shield=True):
-                await gateway.settler.settle(record, trio.current_time())
+            await gateway.settler.settle(record, trio.current_time())  # cannot be cut short
 
     @staticmethod
     def _candidates(

@@ -13,6 +13,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import trio
+
 from circuitd.core.pricing import cost_micro_usd, micro_to_usd
 from circuitd.core.tokens import Tokenizer, estimate_completion_tokens, estimate_prompt_tokens
 from circuitd.errors import GatewayError, UpstreamRejected
@@ -129,6 +131,9 @@ class Settler:
         self._unpriced_warned: set[str] = set()  # deployments already warned about
 
     async def settle(self, record: CallRecord, now: float) -> RequestRow:
+        """Bills the call, settles its reservation, queues its ledger row and exports its
+        metrics: all of it, even in a cancelled task (a full write queue is waited for,
+        up to the writer's block timeout, shielded)."""
         bill = charge(record, self.tokenizer)
         if record.ticket is not None:  # the reservation becomes the actual cost, or goes
             self._admission.settle(
@@ -162,7 +167,12 @@ class Settler:
             attempts=record.attempts,
             attempt_log=tuple(record.attempt_log),
         )
-        queued = await self._writer.submit(row)
+        writer = self._writer
+        if writer.full:  # the wait for room (bounded) must not be cut by the call's cancellation
+            with trio.CancelScope(shield=True):
+                queued = await writer.submit(row)
+        else:  # queued at once: `submit` cannot be cancelled then, and no scope is paid for
+            queued = await writer.submit(row)
         self._export(row, record)
         if log.isEnabledFor(logging.INFO):
             self._log(row, queued)

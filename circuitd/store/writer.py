@@ -168,6 +168,11 @@ class WriteBehind:
         return self._send.statistics().current_buffer_used
 
     @property
+    def full(self) -> bool:
+        """A `submit` now would wait for room."""
+        return self.queued >= self._queue_size
+
+    @property
     def dropped(self) -> int:
         return self._dropped
 
