@@ -4,9 +4,9 @@
 connections in place of `hypercorn.protocol.h11.H11Protocol`. h11 re-validates every header
 of every response at least twice (hypercorn builds an `h11.Response`, h11 rebuilds it to add
 its framing), and drives a state machine per event: ~15% of a worker's time per request,
-JSON or stream. Everything else stays hypercorn's: the TCP server, TLS, HTTP/2 (by ALPN,
-prior knowledge or an `Upgrade: h2c`), the ASGI stream (`HTTPStream`), keep-alive and its
-limits, graceful shutdown.
+JSON or stream. Each request's ASGI side is `hypercorn_exchange.Exchange`, in place of
+hypercorn's `HTTPStream`. Everything else stays hypercorn's: the TCP server, TLS, HTTP/2 (by
+ALPN, prior knowledge or an `Upgrade: h2c`), keep-alive and its limits, graceful shutdown.
 
 What this protocol does as `H11Protocol` did: one request at a time per connection (bytes of
 the next one wait, unread, until the response ends: pipelining with back-pressure),
@@ -21,9 +21,10 @@ such a request is answered as plain HTTP), and `h11_pass_raw_headers` (header na
 app lower-cased, as ASGI asks).
 
 And one thing it adds: each request's ASGI scope carries a `trio.CancelScope` under
-`extensions[CANCEL_ON_DISCONNECT]`, cancelled when the client goes away before the response
-has ended. circuitd's app runs a call inside it instead of starting a task per request that
-waits for `http.disconnect` (a nursery, a task and its wake-ups: ~6% of a JSON request).
+`extensions[CANCEL_ON_DISCONNECT]`, cancelled here when the client goes away before the
+response has ended. circuitd's app runs a call inside it instead of starting a task per
+request that waits for `http.disconnect` (a nursery, a task and its wake-ups: ~6% of a JSON
+request).
 """
 
 from __future__ import annotations
@@ -34,28 +35,16 @@ from itertools import chain
 from typing import Any, cast
 
 import hypercorn.protocol as hypercorn_protocol
-import trio
 from hypercorn.events import Closed, Event, RawData, Updated
-from hypercorn.protocol.events import (
-    Body,
-    EndBody,
-    InformationalResponse,
-    Request,
-    Response,
-    StreamClosed,
-)
-from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h11 import H2CProtocolRequiredError, H2ProtocolAssumedError, H11Protocol
-from hypercorn.protocol.http_stream import HTTPStream
 
 from circuitd import http1
 from circuitd.errors import MalformedHttpRequest
-from circuitd.gateway.asgi import CANCEL_ON_DISCONNECT
 from circuitd.http1.server import BODY_CHUNKED, BODY_LENGTH, BODY_UNTIL_CLOSE
+from circuitd.hypercorn_exchange import Exchange
 
 log = logging.getLogger("circuitd")
 
-STREAM_ID = 1
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\n"
 
 # Where the connection is in its current exchange (`HTTP1Protocol._reading`)
@@ -63,9 +52,9 @@ _HEAD, _BODY, _READ, _CLOSED = range(4)
 
 
 class HTTP1Protocol:
-    """The interface hypercorn's `ProtocolWrapper` and `HTTPStream` use: `initiate`, `handle`
-    (bytes and the connection's close from the TCP server), `stream_send` (the response from
-    the ASGI stream)."""
+    """The interface hypercorn's `ProtocolWrapper` uses (`initiate`, `handle`: bytes and the
+    connection's close from the TCP server), and the `Responder` an `Exchange` answers
+    through (`respond`, `write_body`, `end_body`, `exchange_closed`)."""
 
     def __init__(
         self,
@@ -90,7 +79,7 @@ class HTTP1Protocol:
         self.send = send
         self.can_read = context.event_class()
         self.reader = http1.RequestReader(config.h11_max_incomplete_size)
-        self.stream: HTTPStream | None = None
+        self.stream: Exchange | None = None  # the current request's
         self.keep_alive_requests = 0
         self._reading = _HEAD
         self._head: http1.RequestHead | None = None
@@ -101,7 +90,6 @@ class HTTP1Protocol:
         self._framing = BODY_LENGTH
         self._remaining = 0  # bytes of a sized body still to send
         self._keep_alive = True
-        self._on_disconnect = trio.CancelScope()  # the current request's (a new one each)
         self._server_headers: list[tuple[bytes, bytes]] = []  # hypercorn's (Date, Server)
         self._server_headers_at = -1  # ... made in this second
 
@@ -120,7 +108,7 @@ class HTTP1Protocol:
             await self.can_read.set()  # a next request waiting: there is none now
             if self.stream is not None:
                 if not self._ended:
-                    self._on_disconnect.cancel()
+                    self.stream.on_disconnect.cancel()
                 await self._close_stream()
 
     async def _handle_events(self) -> None:
@@ -155,11 +143,15 @@ class HTTP1Protocol:
                 stream = self.stream
                 if data:
                     if stream is not None:
-                        await stream.handle(Body(stream_id=STREAM_ID, data=data))
+                        await stream.inbox.put(
+                            {"type": "http.request", "body": data, "more_body": True}
+                        )
                 else:
                     self._reading = _READ
                     if stream is not None:
-                        await stream.handle(EndBody(stream_id=STREAM_ID))
+                        await stream.inbox.put(
+                            {"type": "http.request", "body": b"", "more_body": False}
+                        )
             elif self._reading == _READ and reader.buffered:
                 # The next request came before this one's answer ended: it waits.
                 await self.can_read.clear()
@@ -181,68 +173,55 @@ class HTTP1Protocol:
     async def _create_stream(self, head: http1.RequestHead) -> None:
         self._started = self._ended = False
         self._keep_alive = True
-        self._on_disconnect = trio.CancelScope()
-        self.stream = HTTPStream(
-            _WithCancelOnDisconnect(self.app, self._on_disconnect),
+        self.stream = Exchange(
+            self,
+            self.app,
             self.config,
-            self.context,
-            self.task_group,
-            self.ssl,
-            self.client,
-            self.server,
-            self.stream_send,
-            STREAM_ID,
+            head,
+            scheme="https" if self.ssl else "http",
+            client=self.client,
+            server=self.server,
+            state=self.connection_state,
         )
-        await self.stream.handle(
-            Request(
-                stream_id=STREAM_ID,
-                headers=head.headers,
-                http_version=head.version.decode(),
-                method=head.method.decode("ascii").upper(),
-                raw_path=head.target,
-                state=self.connection_state,
-            )
-        )
+        await self.stream.start(self.task_group)
         self.keep_alive_requests += 1
         await self.context.mark_request()
 
-    async def stream_send(self, event: StreamEvent) -> None:
-        if isinstance(event, Body):
-            await self._write_body(event.data)
-        elif isinstance(event, Response):
-            if event.status_code < 200:
-                headers = self._response_headers(event.headers)
-                await self._write(http1.informational_head(event.status_code, headers))
-                return
-            head = self._head
-            assert head is not None
-            keep_alive = (
-                self.reader.keep_alive
-                and self.keep_alive_requests < self.config.keep_alive_max_requests
-            )
-            data, self._framing, self._remaining, self._keep_alive = http1.response_head(
-                event.status_code,
-                self._response_headers(event.headers),
-                head_request=head.method.upper() == b"HEAD",
-                http10=head.version == b"1.0",
-                keep_alive=keep_alive,
-            )
-            self._started = True
-            self._held = data  # goes out with the body's first bytes, or its end
-        elif isinstance(event, EndBody):
-            end = http1.LAST_CHUNK if self._framing == BODY_CHUNKED else b""
-            await self._write_held(end)
-            if self._framing == BODY_LENGTH and self._remaining:
-                self._keep_alive = False
-                message = f"{self._remaining} bytes short of the declared Content-Length"
-                raise http1.LocalProtocolError(message)
-            self._ended = True
-        elif isinstance(event, StreamClosed):
-            await self._maybe_recycle()
-        elif isinstance(event, InformationalResponse):
-            pass  # early hints: HTTP/2 only, as in hypercorn
+    # -- the Responder: the current exchange's answer ----------------------------------------
 
-    async def _write_body(self, data: bytes) -> None:
+    async def respond(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        if status < 200:
+            await self._write(http1.informational_head(status, self._response_headers(headers)))
+            return
+        head = self._head
+        assert head is not None
+        keep_alive = (
+            self.reader.keep_alive
+            and self.keep_alive_requests < self.config.keep_alive_max_requests
+        )
+        data, self._framing, self._remaining, self._keep_alive = http1.response_head(
+            status,
+            self._response_headers(headers),
+            head_request=head.method.upper() == b"HEAD",
+            http10=head.version == b"1.0",
+            keep_alive=keep_alive,
+        )
+        self._started = True
+        self._held = data  # goes out with the body's first bytes, or its end
+
+    async def end_body(self) -> None:
+        end = http1.LAST_CHUNK if self._framing == BODY_CHUNKED else b""
+        await self._write_held(end)
+        if self._framing == BODY_LENGTH and self._remaining:
+            self._keep_alive = False
+            message = f"{self._remaining} bytes short of the declared Content-Length"
+            raise http1.LocalProtocolError(message)
+        self._ended = True
+
+    async def exchange_closed(self) -> None:
+        await self._maybe_recycle()
+
+    async def write_body(self, data: bytes) -> None:
         framing = self._framing
         if framing == BODY_LENGTH:
             if len(data) > self._remaining:
@@ -322,25 +301,8 @@ class HTTP1Protocol:
 
     async def _close_stream(self) -> None:
         if self.stream is not None:
-            await self.stream.handle(StreamClosed(stream_id=STREAM_ID))
+            await self.stream.close()
             self.stream = None
-
-
-class _WithCancelOnDisconnect:
-    """The app (hypercorn's `AppWrapper`), called with its request's cancel scope in the ASGI
-    scope's extensions."""
-
-    __slots__ = ("app", "cancel_scope")
-
-    def __init__(self, app: Any, cancel_scope: trio.CancelScope) -> None:
-        self.app = app
-        self.cancel_scope = cancel_scope
-
-    async def __call__(
-        self, scope: Any, receive: Any, send: Any, sync_spawn: Any, call_soon: Any
-    ) -> None:
-        scope["extensions"][CANCEL_ON_DISCONNECT] = self.cancel_scope
-        await self.app(scope, receive, send, sync_spawn, call_soon)
 
 
 def install() -> bool:

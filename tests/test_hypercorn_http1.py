@@ -50,6 +50,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         with cancel_scope:
             await trio.sleep_forever()
         return
+    if scope["path"] == "/fail":
+        raise RuntimeError("the app failed before answering")
+    if scope["path"] == "/silent":
+        return  # never answers
+    if scope["path"] == "/bad-order":
+        await send({"type": "http.response.body", "body": b"before its start"})
     if scope["path"] == "/early":
         await send({"type": "http.response.start", "status": 401, "headers": []})
         await send({"type": "http.response.body", "body": b"no"})
@@ -84,7 +90,9 @@ def _host(scope: dict[str, Any]) -> bytes:
 
 
 @asynccontextmanager
-async def serving(protocol: type, max_requests: int = 1000) -> AsyncIterator[int]:
+async def serving(
+    protocol: type, max_requests: int = 1000, server_names: list[str] | None = None
+) -> AsyncIterator[int]:
     """A hypercorn server (circuitd's TCP server) speaking HTTP/1.1 with `protocol`."""
     assert hypercorn_tcp.install()
     previous = hypercorn.protocol.H11Protocol
@@ -93,6 +101,7 @@ async def serving(protocol: type, max_requests: int = 1000) -> AsyncIterator[int
     config.accesslog = None
     config.keep_alive_max_requests = max_requests
     config.h11_max_incomplete_size = 4096
+    config.server_names = server_names or []
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -233,6 +242,9 @@ CASES: dict[str, tuple[list[bytes], int]] = {  # what to send, how many answers
         1,
     ),
     "uppercase method and names": ([b"GET / HTTP/1.1\r\nHOST: example\r\nX-A: 1\r\n\r\n"], 1),
+    "the app fails": ([b"GET /fail HTTP/1.1\r\n" + HOST + b"\r\n"], 1),
+    "the app returns without an answer": ([b"GET /silent HTTP/1.1\r\n" + HOST + b"\r\n"], 1),
+    "the app sends a body first": ([b"GET /bad-order HTTP/1.1\r\n" + HOST + b"\r\n"], 1),
 }
 
 

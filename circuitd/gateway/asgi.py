@@ -70,8 +70,8 @@ class BodyReceive:
     __slots__ = (
         "_deadline",
         "_limit",
-        "_queued",
         "_receive",
+        "_receive_nowait",
         "_scope",
         "_timeout_s",
         "done",
@@ -82,10 +82,11 @@ class BodyReceive:
         self, receive: Receive, scope: Scope, limit: int, timeout_s: float, started: float
     ) -> None:
         self._receive = receive
-        # hypercorn's `receive` is a trio channel's: a message already queued (a body that came
-        # with its head, the common case) is taken without the cost of a deadline's scope.
-        channel = getattr(receive, "__self__", None)
-        self._queued = channel if isinstance(channel, trio.MemoryReceiveChannel) else None
+        # The server's `receive` is a queue's (circuitd's HTTP/1.1 `Inbox`, a trio channel for
+        # hypercorn's HTTP/2): a message already queued (a body that came with its head, the
+        # common case) is taken without the cost of a deadline's scope.
+        queue = getattr(receive, "__self__", None)
+        self._receive_nowait: Callable[[], Message] | None = getattr(queue, "receive_nowait", None)
         self._scope = scope
         self._limit = limit
         self._timeout_s = timeout_s
@@ -97,9 +98,9 @@ class BodyReceive:
         if self.done:  # what is left to come is the client's leaving
             return await self._receive()
         message: Message | None = None
-        if self._queued is not None:
+        if self._receive_nowait is not None:
             try:
-                message = self._queued.receive_nowait()
+                message = self._receive_nowait()
             except trio.WouldBlock:
                 pass
             else:  # a yield to the scheduler all the same, as the channel's receive makes
