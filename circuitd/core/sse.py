@@ -143,6 +143,30 @@ class SSEDecoder:
             self._parts_size = len(tail)
         return self._lines(lines)
 
+    def feed_data(self, data: bytes) -> list[str]:
+        """`feed` for a reader that wants only each event's data (an OpenAI-style stream, whose
+        event names carry nothing): the same events' data, without an `SSEEvent` each when
+        the chunk is whole one-line `data: ` events (LF only, nothing pending) — one decode
+        and one split for the chunk."""
+        if (
+            data[:6] == b"data: "
+            and data[-2:] == b"\n\n"
+            and len(data) <= min(self._max_line, self._max_event + 5)  # so each event fits
+            and not self._cr
+            and not self._parts
+            and not self._data
+            and self._event is None
+        ):
+            text = _text(data)
+            payloads = text[6:-2].split("\n\ndata: ")
+            if (
+                text.count("\n") == 2 * len(payloads)  # no line but the events' own
+                and text.find("\r") < 0
+            ):
+                self._started = True  # (a chunk that starts with "data: " has no BOM)
+                return payloads
+        return [event.data for event in self.feed(data)]
+
     def _data_events(self, data: bytes) -> list[SSEEvent] | None:
         """The events of `data` when it is nothing but whole one-line `data: ` events (LF
         only, nothing pending): an upstream's usual batch, without the line-by-line walk.

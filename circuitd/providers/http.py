@@ -17,6 +17,7 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import aclosing
+from typing import TypeVar
 
 import httpx
 
@@ -27,12 +28,16 @@ from circuitd.wire.openai_chat import DONE
 __all__ = [
     "Endpoints",
     "Post",
+    "data_batches",
     "deployment_timeout",
     "failure_from",
     "read_all",
     "sse_batches",
     "translated",
 ]
+
+
+T = TypeVar("T")
 
 
 def failure_from(exc: httpx.HTTPError) -> UpstreamFailure:
@@ -146,15 +151,33 @@ async def read_all(response: httpx.Response) -> bytes:
         raise failure_from(exc) from exc
 
 
-async def sse_batches(response: httpx.Response) -> AsyncGenerator[list[SSEEvent], None]:
+def sse_batches(response: httpx.Response) -> AsyncGenerator[list[SSEEvent], None]:
     """The response's events as they arrive, a non-empty batch per network read that
     completed any; ends with the body (an event cut short at the end raises
     `UpstreamFailure`, as a broken one does)."""
+    return _decoded(response, SSEDecoder.feed)
+
+
+async def data_batches(response: httpx.Response) -> AsyncGenerator[list[str], None]:
+    """Each event's data, batched as `sse_batches`, ending after `[DONE]`: what `translated`
+    makes of `sse_batches` for an adapter whose payloads are the events' data (OpenAI's),
+    without an event object per event (`SSEDecoder.feed_data`)."""
+    async with aclosing(_decoded(response, SSEDecoder.feed_data)) as batches:
+        async for batch in batches:
+            if DONE in batch:
+                yield batch[: batch.index(DONE) + 1]
+                return
+            yield batch
+
+
+async def _decoded(
+    response: httpx.Response, decode: Callable[[SSEDecoder, bytes], list[T]]
+) -> AsyncGenerator[list[T], None]:
     decoder = SSEDecoder()
     try:
         async with aclosing(_body(response)) as chunks:
             async for data in chunks:
-                batch = decoder.feed(data)
+                batch = decode(decoder, data)
                 if batch:
                     yield batch
         decoder.end()

@@ -12,23 +12,17 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from circuitd.core.sse import SSEEvent
 from circuitd.providers.base import Deployment, Operation, UpstreamCall
 from circuitd.providers.http import (
     Endpoints,
     Post,
+    data_batches,
     failure_from,
     read_all,
-    sse_batches,
-    translated,
 )
 from circuitd.providers.openai_presets import Preset, PresetTarget
 
 __all__ = ["HttpxReply", "OpenAIProvider", "failure_from"]
-
-
-def _payload(event: SSEEvent) -> tuple[str]:
-    return (event.data,)
 
 
 class HttpxReply:
@@ -44,7 +38,7 @@ class HttpxReply:
         return await read_all(self._response)
 
     def batches(self) -> AsyncGenerator[list[str], None]:
-        return translated(sse_batches(self._response), _payload)
+        return data_batches(self._response)
 
 
 class OpenAIProvider:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from circuitd.core.sse import DONE, SSEDecoder, SSEError, SSEEvent, encode_event
@@ -263,3 +263,50 @@ sse_ish = st.lists(
 def test_garbage_raises_only_sse_error_and_any_split_agrees(raw: bytes, cut: list[int]) -> None:
     # outcome() lets only SSEError through; anything else fails the test.
     assert outcome(split_at(raw, cut)) == outcome([raw])
+
+
+def data_outcome(chunks: list[bytes], data_only: bool) -> list[str] | str:
+    decoder = SSEDecoder(max_line_bytes=64, max_event_bytes=128)
+    try:
+        if data_only:
+            got = [d for chunk in chunks for d in decoder.feed_data(chunk)]
+        else:
+            got = [e.data for chunk in chunks for e in decoder.feed(chunk)]
+        decoder.end()
+    except SSEError:
+        return "error"
+    return got
+
+
+canonical = st.lists(
+    st.text(st.characters(blacklist_characters="\r\n"), max_size=70).map(
+        lambda text: b"data: " + text.encode("utf-8", "surrogatepass") + b"\n\n"
+    ),
+    max_size=8,
+).map(b"".join)
+
+
+# Chunks that start and end like whole data events but hold other lines in between.
+lookalike = st.lists(
+    st.sampled_from(
+        [
+            *(b"data: x\n\n", b"data: a\ndata: b\n\n", b"event: e\ndata: y\n\n", b": c\n\n"),
+            *(b"data: c\r\n\r\n", b"data: z\r\n\n", b"id: 1\n\n", b"data:q\n\n", b"\n"),
+        ]
+    ),
+    min_size=1,
+    max_size=6,
+).map(lambda blocks: b"data: first\n\n" + b"".join(blocks) + b"data: last\n\n")
+
+
+@settings(max_examples=500)
+@given(st.one_of(canonical, lookalike, sse_ish, st.binary(max_size=300)), cuts)
+@example(b"data: " + b"x" * 70 + b"\n\n", [])  # a line over the bound
+@example(b"data: a\n\ndata: b\ndata: c\n\n", [])  # a two-line event
+@example(b"data: a\r\n\r\ndata: b\n\n", [])  # a CR
+def test_feed_data_gives_the_data_of_the_events_feed_gives(raw: bytes, cut: list[int]) -> None:
+    # Whole one-line data events take feed_data's own path (bounds and bad UTF-8 included);
+    # anything else goes through feed. Either way: the same data, or the same error.
+    chunks = split_at(raw, cut)
+    assert data_outcome(chunks, data_only=True) == data_outcome(chunks, data_only=False)
+    assert data_outcome([raw], data_only=True) == data_outcome([raw], data_only=False)
