@@ -11,7 +11,12 @@ app), the access log, a 500 for an app that ends before it answered, an app erro
 "Error in ASGI Framework", `http.disconnect` once the request is over, and back-pressure on
 a body the app does not read (`max_app_queue_size`). Without the per-message event objects,
 the state enum and a trio memory channel per request: 6-8% less CPU per request.
-(Trailers, server push and early hints are HTTP/2-only in hypercorn too.)
+(Trailers, server push and early hints are HTTP/2-only in hypercorn too.) Where it differs on
+purpose: a 404 for another Host closes the connection (hypercorn left it open); what an app
+sends once its response has ended is dropped (it could reach the connection's next one); a
+1xx `http.response.start` is informational, the answer still to come; and the end of an
+exchange releases a reader waiting for room in the app's queue (an app that answered without
+reading its body held the connection's tasks until shutdown).
 
 Its scope also carries a `trio.CancelScope` under `extensions[CANCEL_ON_DISCONNECT]`,
 cancelled when the client goes away before the response has ended: circuitd's app runs a
@@ -54,22 +59,32 @@ class Responder(Protocol):
 class Inbox:
     """The app's `receive`: the messages in order, a wait while there are none, and a wait
     for the protocol while `limit` are queued (its reads stop: TCP back-pressure). A trio
-    memory channel without the objects one costs to make. `http.disconnect` is never held up."""
+    memory channel without the objects one costs to make. `http.disconnect` is never held up,
+    and once the exchange is over (`close`) nothing more is queued nor waits for room: an app
+    that answered without reading its body must not hold the connection's reader forever."""
 
-    __slots__ = ("_getters", "_limit", "_messages", "_putters")
+    __slots__ = ("_closed", "_getters", "_limit", "_messages", "_putters")
 
     def __init__(self, limit: int) -> None:
         self._messages: deque[Message] = deque()
         self._limit = max(1, limit)
+        self._closed = False
         self._getters: trio.lowlevel.ParkingLot | None = None  # made when first needed
         self._putters: trio.lowlevel.ParkingLot | None = None
 
     async def put(self, message: Message) -> None:
-        while len(self._messages) >= self._limit:
+        while len(self._messages) >= self._limit and not self._closed:
             if self._putters is None:
                 self._putters = trio.lowlevel.ParkingLot()
             await self._putters.park()
-        self.put_nowait(message)
+        if not self._closed:
+            self.put_nowait(message)
+
+    def close(self) -> None:
+        """No more `put`s: a waiting one returns (its message dropped)."""
+        self._closed = True
+        if self._putters:
+            self._putters.unpark_all()
 
     def put_nowait(self, message: Message) -> None:
         self._messages.append(message)
@@ -178,6 +193,7 @@ class Exchange:
         if self._state != _CLOSED:
             await self._access_log(None)
         self.inbox.put_nowait(_DISCONNECT)
+        self.inbox.close()
 
     async def _run_app(self) -> None:
         # hypercorn's `_handle`: an error is logged, and the end is always told to `send`.
@@ -209,14 +225,20 @@ class Exchange:
                     await self._refuse(500)
                 await self._protocol.exchange_closed()
             return
-        if self.closed:
+        if self.closed and self._state == _CLOSED:
+            # Its response is over: what the app sends now must not reach the connection's
+            # next one. (Closed mid-response, as by a client's half-close, it still goes out:
+            # the socket may be writable, and a gone one drops the bytes quietly.)
+            await trio.lowlevel.checkpoint()
             return
         kind = message["type"]
         if kind == "http.response.start" and self._state == _REQUEST:
-            self._response = message
+            status = int(message["status"])
             headers = build_and_validate_headers(message.get("headers", []))
-            await self._protocol.respond(int(message["status"]), headers)
-            self._state = _RESPONSE
+            await self._protocol.respond(status, headers)
+            if status >= 200:  # (a 1xx is informational: the final answer is still to come)
+                self._response = message
+                self._state = _RESPONSE
         elif kind == "http.response.body" and self._state == _RESPONSE:
             assert self._response is not None
             body = message.get("body", b"")

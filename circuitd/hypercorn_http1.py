@@ -173,6 +173,7 @@ class HTTP1Protocol:
     async def _create_stream(self, head: http1.RequestHead) -> None:
         self._started = self._ended = False
         self._keep_alive = True
+        self._framing, self._remaining = BODY_LENGTH, 0
         self.stream = Exchange(
             self,
             self.app,

@@ -10,7 +10,7 @@ import trio.testing
 
 from circuitd.hypercorn_exchange import Inbox
 from circuitd.hypercorn_http1 import HTTP1Protocol
-from tests.test_hypercorn_http1 import HOST, exchange, serving
+from tests.test_hypercorn_http1 import HOST, UNREAD, exchange, serving
 
 
 def message(n: int) -> dict[str, object]:
@@ -77,3 +77,45 @@ async def test_a_host_it_does_not_serve_gets_a_404_and_the_close() -> None:
         assert ([status for status, _ in got], closed) == ([404], True)
         got, closed = await exchange(port, [b"GET / HTTP/1.1\r\n" + HOST + b"\r\n"], 1)
         assert ([status for status, _ in got], closed) == ([200], False)
+
+
+def connection_tasks() -> int:
+    """The server's connection handlers alive (trio's serve_listeners runs one each)."""
+
+    def walk(task: trio.lowlevel.Task) -> int:
+        here = int(task.name.endswith("_run_handler"))
+        return here + sum(walk(t) for n in task.child_nurseries for t in n.child_tasks)
+
+    return walk(trio.lowlevel.current_root_task())
+
+
+async def test_an_answer_without_reading_the_body_frees_the_connection_s_reader() -> None:
+    # The reader waits for room in the app's queue (one message here) when the app answers
+    # without reading: the exchange's end must release it, or the connection's tasks and
+    # its queued body stay until shutdown.
+    UNREAD[:] = [trio.Event()]
+    async with serving(HTTP1Protocol, app_queue=1) as port:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(
+            b"POST /unread HTTP/1.1\r\n" + HOST + b"content-length: 99999\r\n\r\n"
+        )
+        for _ in range(3):  # three reads: one queued, the next waits for room
+            await stream.send_all(b"x" * 1000)
+            await trio.testing.wait_all_tasks_blocked()
+        assert connection_tasks() == 1
+        UNREAD[0].set()
+        received = b""
+        while data := await stream.receive_some(65536):
+            received += data
+        assert received.startswith(b"HTTP/1.1 413 ")
+        await stream.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert connection_tasks() == 0
+
+
+async def test_a_1xx_response_start_is_informational_and_the_answer_follows() -> None:
+    # (hypercorn's stream took the 1xx for the answer and failed on the next start.)
+    async with serving(HTTP1Protocol) as port:
+        request = b"GET /informational-first HTTP/1.1\r\n" + HOST + b"\r\n"
+        got, closed = await exchange(port, [request, request], 2)
+    assert (got, closed) == ([(103, b""), (200, b"ok"), (103, b""), (200, b"ok")], False)

@@ -32,6 +32,7 @@ from circuitd.hypercorn_http1 import HTTP1Protocol
 PROTOCOLS = {"circuitd": HTTP1Protocol, "h11": H11Protocol}
 # Each request's CANCEL_ON_DISCONNECT scope, in order (only circuitd's protocol gives one)
 CANCEL_SCOPES: list[trio.CancelScope] = []
+UNREAD: list[trio.Event] = []  # /unread answers once the test sets the event put here
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -54,6 +55,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise RuntimeError("the app failed before answering")
     if scope["path"] == "/silent":
         return  # never answers
+    if scope["path"] == "/unread":  # answers without reading its body (as a 413 does)
+        await UNREAD[0].wait()
+        headers = [(b"content-length", b"0"), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if scope["path"] == "/informational-first":  # a 1xx as a response start, then the answer
+        await send({"type": "http.response.start", "status": 103, "headers": []})
+        headers = [(b"content-length", b"2")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
     if scope["path"] == "/bad-order":
         await send({"type": "http.response.body", "body": b"before its start"})
     if scope["path"] == "/early":
@@ -91,7 +104,10 @@ def _host(scope: dict[str, Any]) -> bytes:
 
 @asynccontextmanager
 async def serving(
-    protocol: type, max_requests: int = 1000, server_names: list[str] | None = None
+    protocol: type,
+    max_requests: int = 1000,
+    server_names: list[str] | None = None,
+    app_queue: int = 10,
 ) -> AsyncIterator[int]:
     """A hypercorn server (circuitd's TCP server) speaking HTTP/1.1 with `protocol`."""
     assert hypercorn_tcp.install()
@@ -102,6 +118,7 @@ async def serving(
     config.keep_alive_max_requests = max_requests
     config.h11_max_incomplete_size = 4096
     config.server_names = server_names or []
+    config.max_app_queue_size = app_queue
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -313,6 +330,13 @@ async def test_where_it_differs_from_h11() -> None:
         (b"POST /p HTTP/1.1\r\n" + HOST + b"content-length: 10\r\n\r\nabc", b"HTTP/1.1 400 "),
         (b"GET /p HTTP/1.1\r\n" + HOST, b"HTTP/1.1 400 "),  # mid-head
         (b"", b""),  # between requests: nothing to answer
+        # Whole requests, then the half-close (`nc -N`, some health checkers): answered.
+        (b"GET /p HTTP/1.1\r\n" + HOST + b"\r\n", b"HTTP/1.1 200 "),
+        (
+            b"GET /1 HTTP/1.1\r\n" + HOST + b"\r\nGET /2 HTTP/1.1\r\n" + HOST + b"\r\n",
+            b"HTTP/1.1 200 ",
+        ),
+        (b"GET /stream HTTP/1.1\r\n" + HOST + b"\r\n", b"HTTP/1.1 200 "),
     ],
 )
 async def test_a_client_that_stops_sending_mid_request(
@@ -327,6 +351,8 @@ async def test_a_client_that_stops_sending_mid_request(
             while data := await stream.receive_some(65536):
                 received += data
         assert received.startswith(answer)
+        requests = sent.count(b"HTTP/1.1\r\n") if answer.endswith(b"200 ") else 0
+        assert received.count(b"HTTP/1.1 200 ") == requests  # each whole request answered
         await stream.aclose()
 
 
