@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
 import trio
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange", "Inbox", "Responder"]
 
-_ASGI: Final = {"spec_version": "2.1", "version": "3.0"}
-_DISCONNECT: Final = {"type": "http.disconnect"}
 # Where the response is (trailers are HTTP/2 only)
 _REQUEST, _RESPONSE, _CLOSED = ASGIHTTPState.REQUEST, ASGIHTTPState.RESPONSE, ASGIHTTPState.CLOSED
 
@@ -156,7 +154,7 @@ class Exchange:
         self.scope: dict[str, Any] = {
             "type": "http",
             "http_version": head.version.decode(),
-            "asgi": _ASGI,
+            "asgi": {"spec_version": "2.1", "version": "3.0"},
             "method": self._method,
             "scheme": scheme,
             "path": unquote(path.decode("ascii")),
@@ -192,7 +190,7 @@ class Exchange:
         self.closed = True
         if self._state != _CLOSED:
             await self._access_log(None)
-        self.inbox.put_nowait(_DISCONNECT)
+        self.inbox.put_nowait({"type": "http.disconnect"})
         self.inbox.close()
 
     async def _run_app(self) -> None:

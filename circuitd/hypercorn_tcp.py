@@ -74,14 +74,12 @@ class IdleTimer:
 
     async def restart(self, task_group: Any, action: Action) -> None:
         """hypercorn's call when the connection starts (`action`, its own timeout, is what
-        this timer does itself)."""
+        this timer does itself). Its other calls, `restart` and `stop` per request, are
+        `TCPServer.protocol_send`'s `idle` and `busy` here."""
         self.idle()
         if not self._started and not self._closed:
             self._started = True
             task_group.spawn(self._run)
-
-    async def stop(self) -> None:
-        self.busy()
 
     def busy(self) -> None:
         self._busy = True

@@ -109,22 +109,10 @@ class SSEDecoder:
                 if self._parts_size > self._max_line:
                     raise SSEError(f"line longer than {self._max_line} bytes")
                 return []
-            if (
-                # Fast path: the chunk is exactly one `data: ...\n\n` event, nothing pending.
-                nl == len(data) - 2
-                and data[-1] == 0x0A
-                and not self._parts
-                and not self._data
-                and self._event is None
-                and data.startswith(b"data: ")
-                and nl <= self._max_line
-                and nl - 5 <= self._max_event
-            ):
-                return [SSEEvent(_text(data[6:nl]), "message", self.last_id)]
-            if data[-2:] == b"\n\n" and not self._parts and not self._data and self._event is None:
-                events = self._data_events(data)
-                if events is not None:
-                    return events
+            payloads = self._whole_data(data)  # the fast path: whole data events
+            if payloads is not None:
+                last_id = self.last_id
+                return [SSEEvent(payload, "message", last_id) for payload in payloads]
         if self._parts:
             self._parts.append(data)
             data = b"".join(self._parts)
@@ -146,9 +134,17 @@ class SSEDecoder:
     def feed_data(self, data: bytes) -> list[str]:
         """`feed` for a reader that wants only each event's data (an OpenAI-style stream, whose
         event names carry nothing): the same events' data, without an `SSEEvent` each when
-        the chunk is whole one-line `data: ` events (LF only, nothing pending) — one decode
-        and one split for the chunk."""
-        if (
+        the chunk is whole data events (`_whole_data`)."""
+        payloads = self._whole_data(data)
+        if payloads is not None:
+            return payloads
+        return [event.data for event in self.feed(data)]
+
+    def _whole_data(self, data: bytes) -> list[str] | None:
+        """Each event's data when `data` is nothing but whole one-line `data: ` events (LF
+        only, nothing pending, within the bounds: an upstream's usual read), in one decode
+        and one split. None for anything else, which the line-by-line walk decides."""
+        if not (
             data[:6] == b"data: "
             and data[-2:] == b"\n\n"
             and len(data) <= min(self._max_line, self._max_event + 5)  # so each event fits
@@ -157,28 +153,13 @@ class SSEDecoder:
             and not self._data
             and self._event is None
         ):
-            text = _text(data)
-            payloads = text[6:-2].split("\n\ndata: ")
-            if (
-                text.count("\n") == 2 * len(payloads)  # no line but the events' own
-                and text.find("\r") < 0
-            ):
-                self._started = True  # (a chunk that starts with "data: " has no BOM)
-                return payloads
-        return [event.data for event in self.feed(data)]
-
-    def _data_events(self, data: bytes) -> list[SSEEvent] | None:
-        """The events of `data` when it is nothing but whole one-line `data: ` events (LF
-        only, nothing pending): an upstream's usual batch, without the line-by-line walk.
-        None for anything else, which that walk decides."""
-        events: list[SSEEvent] = []
-        last_id = self.last_id
-        max_line = min(self._max_line, self._max_event + 5)
-        for block in data[:-2].split(b"\n\n"):
-            if not block.startswith(b"data: ") or block.find(b"\n") >= 0 or len(block) > max_line:
-                return None
-            events.append(SSEEvent(_text(block[6:]), "message", last_id))
-        return events
+            return None
+        text = _text(data)
+        payloads = text[6:-2].split("\n\ndata: ")
+        if text.count("\n") != 2 * len(payloads) or text.find("\r") >= 0:
+            return None  # a line but the events' own, or a CR
+        self._started = True  # (a chunk that starts with "data: " has no BOM)
+        return payloads
 
     def end(self) -> None:
         """The stream closed. Raises `SSEError` if it stopped in the middle of an event."""

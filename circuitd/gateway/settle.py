@@ -8,6 +8,7 @@ prices it, and queues the row for the write-behind writer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -167,12 +168,11 @@ class Settler:
             attempts=record.attempts,
             attempt_log=tuple(record.attempt_log),
         )
-        writer = self._writer
-        if writer.full:  # the wait for room (bounded) must not be cut by the call's cancellation
-            with trio.CancelScope(shield=True):
-                queued = await writer.submit(row)
-        else:  # queued at once: `submit` cannot be cancelled then, and no scope is paid for
-            queued = await writer.submit(row)
+        # A wait for room (bounded) must not be cut by the call's cancellation; with room,
+        # `submit` queues at once and cannot be cancelled: no scope is paid for.
+        full = self._writer.full
+        with trio.CancelScope(shield=True) if full else contextlib.nullcontext():
+            queued = await self._writer.submit(row)
         self._export(row, record)
         if log.isEnabledFor(logging.INFO):
             self._log(row, queued)
