@@ -66,7 +66,11 @@ _encoder = msgspec.json.Encoder()
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    """`req_` + the time in ms (12 hex digits) + 48 random bits: unique, and increasing, so
+    the ledger's unique index on it takes each batch's rows at its right edge. With random
+    ids every row landed on a different leaf page of that index (a write, and once the
+    index outgrows the page cache a read, per row); `bench/RESULTS.md` has the figures."""
+    return f"req_{time.time_ns() // 1_000_000:012x}{secrets.randbits(48):012x}"
 
 
 def client_request_id(scope: Scope) -> str | None:

@@ -56,7 +56,11 @@ def test_client_request_ids_are_taken_only_when_sane() -> None:
     assert client_request_id({"headers": []}) is None
     ours = new_request_id()
     assert ours.startswith("req_") and len(ours) == 28
-    assert new_request_id() != ours
+    int(ours[4:], 16)
+    later = [new_request_id() for _ in range(100)]
+    assert ours not in later and len(set(later)) == 100
+    # time-ordered at millisecond grain: the ledger index grows at its right edge
+    assert all(ours[4:16] <= other[4:16] for other in later)
 
 
 def test_body_is_forwarded_untouched_when_nothing_changes() -> None:
