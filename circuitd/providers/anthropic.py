@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import httpx
 
 from circuitd.providers.base import Deployment, UpstreamCall
+from circuitd.providers.http import Received
 from circuitd.providers.translating import (
     StreamTranslation,
     TranslatedReply,
@@ -110,6 +111,6 @@ class AnthropicProvider(TranslatingProvider):
         return self._messages_url
 
     def _reply(
-        self, response: httpx.Response, deployment: Deployment, call: UpstreamCall
+        self, received: Received, deployment: Deployment, call: UpstreamCall
     ) -> AnthropicReply:
-        return AnthropicReply(response, model=deployment.upstream_model, created=int(time.time()))
+        return AnthropicReply(received, model=deployment.upstream_model, created=int(time.time()))

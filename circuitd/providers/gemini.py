@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from circuitd.providers.base import Deployment, UpstreamCall
+from circuitd.providers.http import Received
 from circuitd.providers.translating import (
     StreamTranslation,
     TranslatedReply,
@@ -64,10 +65,8 @@ class GeminiReply(TranslatedReply):
     answer_name, dialect = "Gemini answer", "Gemini"
     __slots__ = ("_request_id",)
 
-    def __init__(
-        self, response: httpx.Response, *, model: str, created: int, request_id: str
-    ) -> None:
-        super().__init__(response, model=model, created=created)
+    def __init__(self, received: Received, *, model: str, created: int, request_id: str) -> None:
+        super().__init__(received, model=model, created=created)
         self._request_id = request_id
 
     def _answer(self, body: bytes) -> bytes:
@@ -109,11 +108,9 @@ class GeminiProvider(TranslatingProvider):
         model = deployment.upstream_model
         return model_url(self._base_url, model, stream=call.stream, version=self._version)
 
-    def _reply(
-        self, response: httpx.Response, deployment: Deployment, call: UpstreamCall
-    ) -> GeminiReply:
+    def _reply(self, received: Received, deployment: Deployment, call: UpstreamCall) -> GeminiReply:
         return GeminiReply(
-            response,
+            received,
             model=deployment.upstream_model,
             created=int(time.time()),
             request_id=call.request_id,

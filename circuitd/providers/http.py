@@ -28,6 +28,7 @@ from circuitd.wire.openai_chat import DONE
 __all__ = [
     "Endpoints",
     "Post",
+    "Received",
     "data_batches",
     "deployment_timeout",
     "failure_from",
@@ -102,10 +103,37 @@ class Endpoints:
         return request
 
 
+class Received:
+    """The upstream's response, its body not read yet, and the header fields the gateway
+    reads, found in one pass over the raw headers: each of httpx's `Headers` lookups
+    normalises and scans them all, the first one after decoding them all to pick an
+    encoding (~2 µs a response for three lookups)."""
+
+    __slots__ = ("content_type", "encoded", "response", "retry_after", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.status = response.status_code
+        content_type: bytes | None = None
+        retry_after: bytes | None = None
+        encoded = False
+        for name, value in response.headers.raw:
+            name = name.lower()
+            if name == b"content-type":  # repeated ones joined, as httpx's `get` does
+                content_type = value if content_type is None else content_type + b", " + value
+            elif name == b"retry-after":
+                retry_after = value if retry_after is None else retry_after + b", " + value
+            elif name == b"content-encoding":
+                encoded = True
+        self.content_type = content_type  # None when the upstream did not say
+        self.retry_after = None if retry_after is None else retry_after.decode("latin-1")
+        self.encoded = encoded  # content-encoded: read through httpx's decoders
+
+
 class Post:
-    """`async with Post(endpoints, url, body, deployment) as response`: the upstream's
-    response, its body not read yet; closed (the request aborted if it is still running)
-    when the block is left."""
+    """`async with Post(endpoints, url, body, deployment) as received`: the upstream's
+    response (`Received`), its body not read yet; closed (the request aborted if it is
+    still running) when the block is left."""
 
     __slots__ = ("_client", "_request", "_response")
 
@@ -113,23 +141,24 @@ class Post:
         self._client = endpoints.client
         self._request = endpoints.request(url, body, deployment)
 
-    async def __aenter__(self) -> httpx.Response:
+    async def __aenter__(self) -> Received:
         try:
             self._response = await self._client.send(self._request, stream=True)
         except httpx.HTTPError as exc:
             raise failure_from(exc) from exc
-        return self._response
+        return Received(self._response)
 
     async def __aexit__(self, *_: object) -> None:
         await self._response.aclose()
 
 
-async def _body(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+async def _body(received: Received) -> AsyncGenerator[bytes, None]:
     """The body as it arrives: the transport's own chunks unless it is content-encoded
     (httpx's decoding layers cost more than the read itself, and are needed only then).
     Closing this closes httpx's iterator under it too: an async generator left suspended
     (a stream read up to its `[DONE]`) would be finalized by trio in a task of its own."""
-    if "content-encoding" in response.headers:
+    response = received.response
+    if received.encoded:
         chunks: AsyncIterator[bytes] = response.aiter_bytes()
     else:
         stream = response.stream
@@ -143,26 +172,26 @@ async def _body(response: httpx.Response) -> AsyncGenerator[bytes, None]:
             await chunks.aclose()
 
 
-async def read_all(response: httpx.Response) -> bytes:
+async def read_all(received: Received) -> bytes:
     try:
-        async with aclosing(_body(response)) as chunks:
+        async with aclosing(_body(received)) as chunks:
             return b"".join([chunk async for chunk in chunks])
     except httpx.HTTPError as exc:
         raise failure_from(exc) from exc
 
 
-def sse_batches(response: httpx.Response) -> AsyncGenerator[list[SSEEvent], None]:
+def sse_batches(received: Received) -> AsyncGenerator[list[SSEEvent], None]:
     """The response's events as they arrive, a non-empty batch per network read that
     completed any; ends with the body (an event cut short at the end raises
     `UpstreamFailure`, as a broken one does)."""
-    return _decoded(response, SSEDecoder.feed)
+    return _decoded(received, SSEDecoder.feed)
 
 
-async def data_batches(response: httpx.Response) -> AsyncGenerator[list[str], None]:
+async def data_batches(received: Received) -> AsyncGenerator[list[str], None]:
     """Each event's data, batched as `sse_batches`, ending after `[DONE]`: what `translated`
     makes of `sse_batches` for an adapter whose payloads are the events' data (OpenAI's),
     without an event object per event (`SSEDecoder.feed_data`)."""
-    async with aclosing(_decoded(response, SSEDecoder.feed_data)) as batches:
+    async with aclosing(_decoded(received, SSEDecoder.feed_data)) as batches:
         async for batch in batches:
             if DONE in batch:
                 yield batch[: batch.index(DONE) + 1]
@@ -171,11 +200,11 @@ async def data_batches(response: httpx.Response) -> AsyncGenerator[list[str], No
 
 
 async def _decoded(
-    response: httpx.Response, decode: Callable[[SSEDecoder, bytes], list[T]]
+    received: Received, decode: Callable[[SSEDecoder, bytes], list[T]]
 ) -> AsyncGenerator[list[T], None]:
     decoder = SSEDecoder()
     try:
-        async with aclosing(_body(response)) as chunks:
+        async with aclosing(_body(received)) as chunks:
             async for data in chunks:
                 batch = decode(decoder, data)
                 if batch:

@@ -16,6 +16,7 @@ from circuitd.providers.base import Deployment, Operation, UpstreamCall
 from circuitd.providers.http import (
     Endpoints,
     Post,
+    Received,
     data_batches,
     failure_from,
     read_all,
@@ -26,19 +27,19 @@ __all__ = ["HttpxReply", "OpenAIProvider", "failure_from"]
 
 
 class HttpxReply:
-    __slots__ = ("_response", "content_type", "retry_after", "status")
+    __slots__ = ("_received", "content_type", "retry_after", "status")
 
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-        self.status = response.status_code
-        self.retry_after = response.headers.get("retry-after")
-        self.content_type = response.headers.get("content-type", "application/json").encode()
+    def __init__(self, received: Received) -> None:
+        self._received = received
+        self.status = received.status
+        self.retry_after = received.retry_after
+        self.content_type = received.content_type or b"application/json"
 
     async def read(self) -> bytes:
-        return await read_all(self._response)
+        return await read_all(self._received)
 
     def batches(self) -> AsyncGenerator[list[str], None]:
-        return data_batches(self._response)
+        return data_batches(self._received)
 
 
 class OpenAIProvider:
@@ -77,8 +78,8 @@ class OpenAIProvider:
             if target.per_model
             else self._urls[call.operation]
         )
-        async with Post(self._endpoints, url, call.body, deployment) as response:
-            yield HttpxReply(response)
+        async with Post(self._endpoints, url, call.body, deployment) as received:
+            yield HttpxReply(received)
 
     async def aclose(self) -> None:
         """The shared client is owned (and closed) by the gateway."""

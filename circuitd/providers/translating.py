@@ -19,7 +19,7 @@ import msgspec
 
 from circuitd.core.sse import SSEEvent
 from circuitd.providers.base import Deployment, UnsupportedRequest, UpstreamCall, UpstreamFailure
-from circuitd.providers.http import Endpoints, Post, read_all, sse_batches, translated
+from circuitd.providers.http import Endpoints, Post, Received, read_all, sse_batches, translated
 from circuitd.wire.openai_chat import StreamError, TranslationError
 
 __all__ = ["StreamTranslation", "TranslatedReply", "TranslatingProvider", "upstream_headers"]
@@ -49,14 +49,14 @@ class TranslatedReply:
     answer_name: ClassVar[str]  # e.g. "Anthropic message", for a malformed answer's failure
     dialect: ClassVar[str]  # e.g. "Anthropic", for an error event's failure
 
-    __slots__ = ("_created", "_model", "_response", "content_type", "retry_after", "status")
+    __slots__ = ("_created", "_model", "_received", "content_type", "retry_after", "status")
 
-    def __init__(self, response: httpx.Response, *, model: str, created: int) -> None:
-        self._response = response
+    def __init__(self, received: Received, *, model: str, created: int) -> None:
+        self._received = received
         self._model = model
         self._created = created
-        self.status = response.status_code
-        self.retry_after = response.headers.get("retry-after")
+        self.status = received.status
+        self.retry_after = received.retry_after
         self.content_type = _JSON
 
     def _answer(self, body: bytes) -> bytes:
@@ -75,7 +75,7 @@ class TranslatedReply:
         return error.status
 
     async def read(self) -> bytes:
-        body = await read_all(self._response)
+        body = await read_all(self._received)
         if not 200 <= self.status < 300:
             return self._error(body)
         try:
@@ -86,7 +86,7 @@ class TranslatedReply:
     async def batches(self) -> AsyncGenerator[list[str], None]:
         feed, end = self._stream()
         try:
-            batches = translated(sse_batches(self._response), feed)
+            batches = translated(sse_batches(self._received), feed)
             async with aclosing(batches):
                 async for batch in batches:
                     yield batch
@@ -113,7 +113,7 @@ class TranslatingProvider:
         raise NotImplementedError
 
     def _reply(
-        self, response: httpx.Response, deployment: Deployment, call: UpstreamCall
+        self, received: Received, deployment: Deployment, call: UpstreamCall
     ) -> TranslatedReply:
         raise NotImplementedError
 
@@ -126,8 +126,8 @@ class TranslatingProvider:
         except TranslationError as exc:
             raise UnsupportedRequest(str(exc)) from exc
         url = self._url(deployment, call)
-        async with Post(self._endpoints, url, body, deployment) as response:
-            yield self._reply(response, deployment, call)
+        async with Post(self._endpoints, url, body, deployment) as received:
+            yield self._reply(received, deployment, call)
 
     async def aclose(self) -> None:
         """The shared client is owned (and closed) by the gateway."""

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from circuitd.providers.base import Deployment, UpstreamCall
-from circuitd.providers.http import PREPARED_URLS, Endpoints
+from circuitd.providers.http import PREPARED_URLS, Endpoints, Received
 from circuitd.providers.openai import OpenAIProvider
 from circuitd.upstream import Http1Transport
 from tests.gateway.test_upstream_pool import Peer, Server, scripted_server
@@ -127,6 +127,24 @@ async def test_a_stream_read_to_done_leaves_no_generator_to_the_garbage_collecto
     finally:
         sys.set_asyncgen_hooks(*hooks)
     assert finalized == []
+
+
+def test_received_reads_its_header_fields_in_one_pass_as_httpx_would() -> None:
+    raw = [
+        (b"Content-Type", b"text/event-stream"),
+        (b"RETRY-after", b"7"),
+        (b"x-other", b"1"),
+        (b"content-type", b"charset=utf-8"),  # repeated: joined, as `Headers.get` does
+        (b"Content-Encoding", b"gzip"),
+    ]
+    response = httpx.Response(429, headers=raw)
+    received = Received(response)
+    assert received.response is response and received.status == 429
+    assert received.content_type == response.headers["content-type"].encode()
+    assert received.retry_after == response.headers["retry-after"] == "7"
+    assert received.encoded
+    bare = Received(httpx.Response(200, headers=[(b"content-length", b"0")]))
+    assert (bare.content_type, bare.retry_after, bare.encoded) == (None, None, False)
 
 
 def test_prepared_urls_are_bounded() -> None:
