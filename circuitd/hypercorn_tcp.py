@@ -26,7 +26,6 @@ holds them, and `install` leaves hypercorn alone (with a warning) where its inte
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +34,8 @@ from hypercorn.events import Closed, Event, RawData, Updated
 from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio import tcp_server as hypercorn_tcp
 from hypercorn.trio.tcp_server import MAX_RECV
+
+from circuitd.sockio import write_now
 
 log = logging.getLogger("circuitd")
 
@@ -149,9 +150,7 @@ class TCPServer(hypercorn_tcp.TCPServer):
             data = event.data
             if not self.send_lock.locked():
                 try:
-                    sent = os.write(stream.socket.fileno(), data) if data else 0
-                except BlockingIOError:
-                    sent = 0
+                    sent = write_now(stream.socket, data) if data else 0
                 except OSError:  # reset, broken pipe, or closed (fileno -1)
                     await self.protocol.handle(Closed())
                     return

@@ -4,7 +4,6 @@ to its current request (`http1`)."""
 from __future__ import annotations
 
 import math
-import os
 import ssl
 from collections.abc import Mapping
 from typing import Final
@@ -13,6 +12,7 @@ import httpx
 import trio
 
 from circuitd import http1
+from circuitd.sockio import read_when_ready, write_now
 
 __all__ = [
     "BROKEN",
@@ -66,10 +66,7 @@ class Connection:
         if type(self.stream) is trio.SocketStream:
             # Plain TCP: what the socket takes at once needs no deadline's scope, nor trio's
             # send_all around it (a request fits a socket's buffer but for a large body).
-            try:
-                sent = os.write(self.socket.fileno(), data)
-            except BlockingIOError:
-                sent = 0
+            sent = write_now(self.socket, data)
             if sent == len(data):
                 return
             data = data[sent:]
@@ -81,12 +78,22 @@ class Connection:
             return
         raise httpx.WriteTimeout("timed out sending the request", request=request)
 
-    async def receive(self, limit_s: float | None, request: httpx.Request) -> bytes:
+    async def receive(
+        self, limit_s: float | None, request: httpx.Request, *, answer: bool = False
+    ) -> bytes:
+        """The next bytes from the upstream. `answer`: the first read after a request was
+        sent, which cannot be there yet; on plain TCP it waits before it reads."""
+        if answer and type(self.stream) is trio.SocketStream:
+            if limit_s is None:
+                return await read_when_ready(self.socket, RECEIVE_SIZE)
+            with trio.move_on_after(limit_s):
+                return await read_when_ready(self.socket, RECEIVE_SIZE)
         # trio's SocketStream and SSLStream return bytes (the ABC allows a bytearray).
-        if limit_s is None:
+        elif limit_s is None:
             return await self.stream.receive_some(RECEIVE_SIZE)  # type: ignore[return-value]
-        with trio.move_on_after(limit_s):
-            return await self.stream.receive_some(RECEIVE_SIZE)  # type: ignore[return-value]
+        else:
+            with trio.move_on_after(limit_s):
+                return await self.stream.receive_some(RECEIVE_SIZE)  # type: ignore[return-value]
         raise httpx.ReadTimeout("timed out waiting for the upstream", request=request)
 
     async def exchange(
@@ -121,7 +128,7 @@ class Connection:
         received = False  # any byte of the response
         try:
             while (head := reader.read_head()) is None:
-                data = await self.receive(read, request)
+                data = await self.receive(read, request, answer=not received)
                 if not data:
                     message = "server disconnected before the end of the response head"
                     eof = httpx.RemoteProtocolError(message, request=request)
