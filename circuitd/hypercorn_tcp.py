@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import trio
@@ -35,7 +36,7 @@ from hypercorn.trio import run as hypercorn_run
 from hypercorn.trio import tcp_server as hypercorn_tcp
 from hypercorn.trio.tcp_server import MAX_RECV
 
-from circuitd.sockio import write_now
+from circuitd.sockio import read_when_ready, write_now
 
 log = logging.getLogger("circuitd")
 
@@ -160,9 +161,16 @@ class TCPServer(hypercorn_tcp.TCPServer):
         await super().protocol_send(event)
 
     async def _read_data(self) -> None:
-        """hypercorn's loop: each read handed to the protocol, then the close."""
+        """hypercorn's loop: each read handed to the protocol, then the close. A plain TCP
+        socket is waited for before it is read (`sockio.read_when_ready`): a client sends
+        its next request only after the answer to the last one, which is when this reads."""
         timeout = self.config.read_timeout or None
-        receive = self.stream.receive_some
+        stream: trio.abc.Stream = self.stream  # typed as TLS; plain TCP without it
+        receive: Callable[[int], Awaitable[bytes | bytearray]]
+        if type(stream) is trio.SocketStream:
+            receive = partial(read_when_ready, stream.socket)
+        else:
+            receive = stream.receive_some
         try:
             while True:
                 try:
@@ -171,7 +179,9 @@ class TCPServer(hypercorn_tcp.TCPServer):
                     else:
                         with trio.fail_after(timeout):
                             data = await receive(MAX_RECV)
-                except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    break  # reset, or closed by our side
+                except trio.TooSlowError:  # read_timeout
                     break
                 await self.protocol.handle(RawData(data=bytes(data)))
                 if not data:

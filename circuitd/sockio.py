@@ -26,9 +26,12 @@ async def read_when_ready(sock: trio.socket.SocketType, size: int) -> bytes:
     """The next bytes (b"" at EOF), for a read whose data cannot be there yet, such as an
     answer to what was just sent: waiting first saves the read that would fail, which
     `receive_some` tries first (a syscall, and an exception raised and caught). Always a
-    checkpoint. Raises `OSError` as the socket does, `trio.ClosedResourceError` if another
-    task closes it meanwhile."""
+    checkpoint. Raises `OSError` as the socket does, `trio.ClosedResourceError` if it is
+    closed, before or by another task meanwhile."""
     while True:
+        if sock.fileno() < 0:
+            await trio.lowlevel.checkpoint()
+            raise trio.ClosedResourceError("the socket was closed")
         await trio.lowlevel.wait_readable(sock)
         try:
             return os.read(sock.fileno(), size)

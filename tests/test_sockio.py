@@ -86,6 +86,8 @@ async def test_a_close_by_another_task_or_a_cancel_ends_the_wait() -> None:
             await trio.testing.wait_all_tasks_blocked()
             a.close()
         assert len(failed) == 1
+        with pytest.raises(trio.ClosedResourceError):
+            await read_when_ready(a, 1024)  # closed before
         c, d = socket_pair()
         with c, d:
             async with trio.open_nursery() as nursery:
