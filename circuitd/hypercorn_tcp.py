@@ -17,7 +17,8 @@ things change in the idle timer that closes a keep-alive connection after
 And a write to a plain TCP client goes straight to the socket when the socket takes it all
 (`TCPServer.protocol_send`): +10% JSON requests/s through the gateway (bench/RESULTS.md).
 A read has no cancel scope of its own unless `read_timeout` is set (circuitd sets none:
-it would cut long streams); hypercorn gave each one an infinite deadline's scope.
+it would cut long streams); hypercorn gave each one an infinite deadline's scope. A plain TCP
+read waits for the socket before it reads (`sockio.read_when_ready`).
 
 The timer fixes belong in hypercorn; until then this subclass is the smallest change that
 holds them, and `install` leaves hypercorn alone (with a warning) where its internals differ.

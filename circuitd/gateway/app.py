@@ -67,9 +67,10 @@ _encoder = msgspec.json.Encoder()
 
 def new_request_id() -> str:
     """`req_` + the time in ms (12 hex digits) + 48 random bits: unique, and increasing, so
-    the ledger's unique index on it takes each batch's rows at its right edge. With random
-    ids every row landed on a different leaf page of that index (a write, and once the
-    index outgrows the page cache a read, per row); `bench/RESULTS.md` has the figures."""
+    the ledger's B-trees keyed by it (the unique index of `requests`, `provider_attempts`)
+    take each batch's rows at their right edge. With random ids every row landed on a
+    different leaf page of each (a write, and after the other worker's commit a read, per
+    row); `bench/RESULTS.md` has the figures."""
     return f"req_{time.time_ns() // 1_000_000:012x}{secrets.randbits(48):012x}"
 
 
