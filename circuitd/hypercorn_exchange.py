@@ -50,7 +50,7 @@ class Responder(Protocol):
 
     async def respond(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
     async def write_body(self, data: bytes) -> None: ...
-    async def end_body(self) -> None: ...
+    async def end_body(self, last: bytes = b"") -> None: ...
     async def exchange_closed(self) -> None: ...
 
 
@@ -240,10 +240,13 @@ class Exchange:
         elif kind == "http.response.body" and self._state == _RESPONSE:
             assert self._response is not None
             body = message.get("body", b"")
-            if body and not suppress_body(self._method, int(self._response["status"])):
-                await self._protocol.write_body(bytes(body))
-            if not message.get("more_body", False):
-                await self._protocol.end_body()
+            if body and suppress_body(self._method, int(self._response["status"])):
+                body = b""
+            if message.get("more_body", False):
+                if body:
+                    await self._protocol.write_body(bytes(body))
+            else:
+                await self._protocol.end_body(bytes(body))  # the last bytes and the end: one write
                 self._state = _CLOSED
                 await self._access_log(self._response)
                 await self._protocol.exchange_closed()

@@ -210,9 +210,12 @@ class HTTP1Protocol:
         self._started = True
         self._held = data  # goes out with the body's first bytes, or its end
 
-    async def end_body(self) -> None:
-        end = http1.LAST_CHUNK if self._framing == BODY_CHUNKED else b""
-        await self._write_held(end)
+    async def end_body(self, last: bytes = b"") -> None:
+        """The body's `last` bytes and its end, in one write."""
+        data = self._framed(last) if last else b""
+        if self._framing == BODY_CHUNKED:
+            data += http1.LAST_CHUNK
+        await self._write_held(data)
         if self._framing == BODY_LENGTH and self._remaining:
             self._keep_alive = False
             message = f"{self._remaining} bytes short of the declared Content-Length"
@@ -223,18 +226,22 @@ class HTTP1Protocol:
         await self._maybe_recycle()
 
     async def write_body(self, data: bytes) -> None:
+        data = self._framed(data)
+        if data:
+            await self._write_held(data)
+
+    def _framed(self, data: bytes) -> bytes:
+        """Body bytes as they go on the wire (b"" where the response has no body)."""
         framing = self._framing
         if framing == BODY_LENGTH:
             if len(data) > self._remaining:
                 self._keep_alive = False
                 raise http1.LocalProtocolError("a body longer than its Content-Length")
             self._remaining -= len(data)
-        elif framing == BODY_CHUNKED:
-            data = http1.chunk(data) if data else b""
-        elif framing != BODY_UNTIL_CLOSE:
-            return  # no body (HEAD, 204, 304)
-        if data:
-            await self._write_held(data)
+            return data
+        if framing == BODY_CHUNKED:
+            return http1.chunk(data) if data else b""
+        return data if framing == BODY_UNTIL_CLOSE else b""  # else no body (HEAD, 204, 304)
 
     async def _write_held(self, data: bytes) -> None:
         """`data`, after the response head if it is still held. A head waits for its body's

@@ -37,8 +37,8 @@ UNREAD: list[trio.Event] = []  # /unread answers once the test sets the event pu
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Echoes the request body (and says what it got) or, at /stream, answers in three pieces
-    of unknown length; at /early, answers before reading the body; at /hold, never answers
-    (waits in its cancel-on-disconnect scope)."""
+    of unknown length (at /stream-end, the last one with the end); at /early, answers before
+    reading the body; at /hold, never answers (waits in its cancel-on-disconnect scope)."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
@@ -86,6 +86,12 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         for piece in (b"one ", b"two ", b"three"):
             await send({"type": "http.response.body", "body": piece, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+        return
+    if scope["path"] == "/stream-end":  # its last bytes come with the end
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for piece in (b"one ", b"two "):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"three"})
         return
     answer = b"%s %s %s|%s" % (
         scope["method"].encode(),
@@ -239,6 +245,20 @@ CASES: dict[str, tuple[list[bytes], int]] = {  # what to send, how many answers
         2,
     ),
     "streamed answer": ([b"GET /stream HTTP/1.1\r\n" + HOST + b"\r\n"], 1),
+    "streamed answer, its end with its last bytes": (
+        [
+            b"GET /stream-end HTTP/1.1\r\n"
+            + HOST
+            + b"\r\nGET /stream-end HTTP/1.1\r\n"
+            + HOST
+            + b"\r\n"
+        ],
+        2,
+    ),
+    "HTTP/1.0, streamed answer, its end with its last bytes": (
+        [b"GET /stream-end HTTP/1.0\r\n\r\n"],
+        1,
+    ),
     "HTTP/1.0": ([b"GET /old HTTP/1.0\r\n\r\n"], 1),
     "HTTP/1.0, streamed answer": ([b"GET /stream HTTP/1.0\r\n\r\n"], 1),
     "Connection: close": ([b"GET / HTTP/1.1\r\n" + HOST + b"connection: close\r\n\r\n"], 1),
@@ -283,7 +303,28 @@ async def test_what_a_client_sees_is_what_h11_gave(case: str) -> None:
     assert got  # at least an answer came
 
 
-@pytest.mark.parametrize("path", [b"/p", b"/stream"])
+@pytest.mark.parametrize(("path", "writes"), [(b"/p", 1), (b"/stream", 4), (b"/stream-end", 3)])
+async def test_each_answer_takes_as_few_writes_as_its_app_allows(
+    path: bytes, writes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The head goes with the body's first bytes, and a body's last bytes with its end: a
+    # sized answer is one write; a stream's, one per piece (/stream: its end alone).
+    sent: list[bytes] = []
+
+    def write_now(sock: trio.socket.SocketType, data: bytes) -> int:
+        sent.append(data)
+        return real_write_now(sock, data)
+
+    real_write_now = hypercorn_tcp.write_now
+    monkeypatch.setattr(hypercorn_tcp, "write_now", write_now)
+    async with serving(hypercorn_http1.HTTP1Protocol) as port:
+        got, _ = await exchange(port, [b"GET %s HTTP/1.1\r\n%s\r\n" % (path, HOST)], 1)
+    probe = sent.pop()  # (`exchange` asks once more, to see the connection is kept)
+    assert got[0][0] == 200 and len(sent) == writes and b"x-host: probe" in probe
+    assert sent[0].startswith(b"HTTP/1.1 200 ")
+
+
+@pytest.mark.parametrize("path", [b"/p", b"/stream", b"/stream-end"])
 async def test_head_as_h11_answers_it(path: bytes) -> None:
     request = b"HEAD %s HTTP/1.1\r\n%s\r\n" % (path, HOST)
     seen = {}
