@@ -7,9 +7,11 @@ time (an apsw connection may move between threads but must not be used by two at
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import operator
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, Self
 
@@ -60,17 +62,51 @@ ATTEMPT_COLUMNS: Final = (
     "started_at",
 )
 _attempt_values: Final = operator.attrgetter(*ATTEMPT_COLUMNS)
-_INSERT_ATTEMPT: Final = (
-    f"INSERT OR IGNORE INTO provider_attempts (request_id, {', '.join(ATTEMPT_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * (len(ATTEMPT_COLUMNS) + 1))})"
-)
+# A batch goes in as a few multi-row statements, chunks of these sizes (largest first): a
+# handful of distinct statements, each prepared once and kept in apsw's statement cache.
+_CHUNKS: Final = (64, 16, 4, 1)
 
-_INSERT: Final = (
-    f"INSERT INTO requests ({', '.join(ROW_COLUMNS)}, cost_usd) "
-    f"VALUES ({', '.join(f'?{i}' for i in range(1, len(ROW_COLUMNS) + 1))}, "
-    f"?{ROW_COLUMNS.index('cost_micro_usd') + 1} / 1e6) "
-    "ON CONFLICT (request_id) DO NOTHING"
-)
+
+@functools.cache
+def _insert_rows(n: int) -> str:
+    """`n` rows into `requests` (numbered parameters, `len(ROW_COLUMNS)` a row: each row's
+    `cost_usd` is its own `cost_micro_usd` / 1e6); a request id already stored is skipped."""
+    width = len(ROW_COLUMNS)
+    cost = ROW_COLUMNS.index("cost_micro_usd") + 1
+    values = ", ".join(
+        "("
+        + ", ".join(f"?{k * width + i}" for i in range(1, width + 1))
+        + f", ?{k * width + cost} / 1e6)"
+        for k in range(n)
+    )
+    return (
+        f"INSERT INTO requests ({', '.join(ROW_COLUMNS)}, cost_usd) VALUES {values} "
+        "ON CONFLICT (request_id) DO NOTHING"
+    )
+
+
+@functools.cache
+def _insert_attempts(n: int) -> str:
+    """`n` rows into `provider_attempts` (request id, then `ATTEMPT_COLUMNS`)."""
+    row = "(" + ", ".join("?" * (len(ATTEMPT_COLUMNS) + 1)) + ")"
+    return (
+        f"INSERT OR IGNORE INTO provider_attempts (request_id, {', '.join(ATTEMPT_COLUMNS)}) "
+        f"VALUES {', '.join([row] * n)}"
+    )
+
+
+def _insert_all(
+    conn: Any, statement: Callable[[int], str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """`rows` in chunks of `_CHUNKS` rows, one statement each: where executemany ran its
+    statement once a row, a batch of 125 rows is 8 statements (bench/RESULTS.md)."""
+    start = 0
+    for size in _CHUNKS:
+        while len(rows) - start >= size:
+            chunk = rows[start : start + size]
+            conn.execute(statement(size), tuple(itertools.chain.from_iterable(chunk)))
+            start += size
+
 
 # Rows get increasing rowids and the batch holds the write lock, so `id > ?` selects exactly
 # the rows this batch inserted: duplicates (DO NOTHING) are never counted twice. A timestamp
@@ -259,19 +295,15 @@ class Database:
         with _immediate(conn):
             (last_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM requests").fetchone()
             before = conn.total_changes()
-            conn.executemany(_INSERT, map(_row_values, rows))
+            _insert_all(conn, _insert_rows, [_row_values(row) for row in rows])
             inserted: int = conn.total_changes() - before
             if inserted:
                 conn.execute(_ROLLUP, (last_id,))
                 # A duplicate request id repeats its attempt numbers: OR IGNORE skips them.
-                conn.executemany(
-                    _INSERT_ATTEMPT,
-                    [
-                        (row.request_id, *_attempt_values(a))
-                        for row in rows
-                        for a in row.attempt_log
-                    ],
-                )
+                attempts = [
+                    (row.request_id, *_attempt_values(a)) for row in rows for a in row.attempt_log
+                ]
+                _insert_all(conn, _insert_attempts, attempts)
         return inserted
 
     def count_requests(self) -> int:

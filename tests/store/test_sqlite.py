@@ -110,7 +110,7 @@ def test_a_v1_database_with_rows_migrates_to_the_current_schema(tmp_path: Path) 
     with conn:  # a v1 file with one settled call, as the foundation wrote it
         conn.execute(MIGRATIONS[0])
         conn.execute("PRAGMA user_version = 1")
-        conn.execute(sqlite._INSERT, sqlite._row_values(row))
+        conn.execute(sqlite._insert_rows(1), sqlite._row_values(row))
         conn.execute(sqlite._ROLLUP, (0,))
     conn.close()
     with Database.open(path) as db:
@@ -199,6 +199,43 @@ def test_rollups_match_distinct_rows(batches: list[list[RequestRow]]) -> None:
         everything = [row for batch in batches for row in batch]
         assert sum(inserted) == db.count_requests() == len({r.request_id for r in everything})
         assert rollups(db) == expected_rollups(everything)
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 5, 15, 16, 17, 63, 64, 65, 85, 150, 300])
+def test_a_batch_of_any_size_is_written_whole_in_its_multi_row_statements(
+    tmp_path: Path, size: int
+) -> None:
+    # (written in chunks of 64, 16, 4 and 1 rows: each size here crosses a different mix)
+    def attempts(i: int) -> tuple[AttemptRow, ...]:
+        return tuple(
+            AttemptRow(
+                attempt=n,
+                provider="openai",
+                deployment="openai-main",
+                status_code=200,
+                error=None,
+                latency_ms=float(i),
+                started_at="2026-11-23T06:49:52.123Z",
+            )
+            for n in range(1, 1 + i % 3)
+        )
+
+    rows = [make_row(i, attempts=i % 3, attempt_log=attempts(i)) for i in range(size)]
+    again = msgspec.structs.replace(rows[0], tokens_input=999)  # a duplicate, chunks later
+    with Database.open(tmp_path / "circuit.db") as db:
+        assert db.write_batch([*rows, again]) == size
+        assert db.count_requests() == size
+        read_back = [db.get_request(row.request_id) for row in rows]
+        assert read_back == [msgspec.structs.replace(row, attempt_log=()) for row in rows]
+        assert rollups(db) == expected_rollups(rows)
+        stored = db._conn.execute(
+            "SELECT request_id, attempt, latency_ms FROM provider_attempts ORDER BY 1, 2"
+        ).fetchall()
+        assert stored == [
+            (row.request_id, a.attempt, a.latency_ms) for row in rows for a in row.attempt_log
+        ]
+        costs = db._conn.execute("SELECT cost_micro_usd, cost_usd FROM requests").fetchall()
+        assert all(usd == micro / 1e6 for micro, usd in costs)
 
 
 def test_failed_batch_writes_nothing(db: Database) -> None:
