@@ -1,15 +1,17 @@
 """Before/after for one change: circuitd at a git revision against the working tree, under wrk.
 
     .venv/bin/python bench/ab.py [--base HEAD~1] [--workers 2] [--seconds 10] [--rounds 2]
-        [--modes json,stream]
+        [--modes json,stream] [--env NAME=VALUE ...]
 
 Checks `--base` out into a temporary git worktree, starts two stacks (bench/stack.py: each
 its own mock upstream and circuitd in env-only mode; the base one runs the worktree's code
 through PYTHONPATH), warms both, then runs wrk (`-t1 -c32`) against them in turn, round after
-round, so that both see the same machine. Compare within one run: the VM's own noise moves
-absolute numbers between runs more than most single changes do. The CPU column is the
-gateway's processes' user + system time per request (from /proc): a second view of the same
-change, which a slower round moves too, though less than req/s.
+round, so that both see the same machine. `--env` sets variables for the working tree's
+circuitd only: with `--base HEAD` it compares one setting against the default on the same
+code (e.g. `--env CIRCUIT_LOG_LEVEL=info`; the stacks run at `warning`). Compare within one
+run: the VM's own noise moves absolute numbers between runs more than most single changes
+do. The CPU column is the gateway's processes' user + system time per request (from /proc):
+a second view of the same change, which a slower round moves too, though less than req/s.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10, help="per wrk row")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--modes", default="json,stream")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="working tree only"
+    )
     args = parser.parse_args()
+    tree_env = dict(item.split("=", 1) for item in args.env)
     if not wrk.available():
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 1
@@ -43,7 +49,8 @@ def main() -> int:
         subprocess.run([*git, "add", "--detach", str(checkout), args.base], check=True)
         stack.callback(subprocess.run, [*git, "remove", "--force", str(checkout)], check=False)
         systems = []
-        for name, env in ((args.base, {"PYTHONPATH": str(checkout)}), ("working tree", {})):
+        tree = "working tree" + "".join(f" {item}" for item in args.env)
+        for name, env in ((args.base, {"PYTHONPATH": str(checkout)}), (tree, tree_env)):
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             running = stack.enter_context(running_stack(workdir, workers=args.workers, env=env))
             systems.append((name, running.gateway_url, running.gateway_pid))
