@@ -180,9 +180,12 @@ class TCPServer(hypercorn_tcp.TCPServer):
                     else:
                         with trio.fail_after(timeout):
                             data = await receive(MAX_RECV)
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
-                    break  # reset, or closed by our side
-                except trio.TooSlowError:  # read_timeout
+                except (
+                    OSError,  # reset
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,  # closed by our side
+                    trio.TooSlowError,  # read_timeout
+                ):
                     break
                 await self.protocol.handle(RawData(data=bytes(data)))
                 if not data:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -471,6 +472,22 @@ async def test_the_request_scope_is_cancelled_when_the_client_leaves_before_its_
     assert held.cancelled_caught
     # Answered in full before the client left: not a disconnect (nor is the probe's close).
     assert not answered.cancel_called and not probe.cancel_called
+
+
+async def test_a_client_that_resets_its_connection_cancels_its_call_too() -> None:
+    # A reset (RST, not FIN) makes the server's read fail with an OSError, not end with b"".
+    CANCEL_SCOPES.clear()
+    async with serving(HTTP1Protocol) as port:
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port))
+        await sock.send(b"GET /hold HTTP/1.1\r\n" + HOST + b"\r\n")
+        await trio.testing.wait_all_tasks_blocked()
+        (held,) = CANCEL_SCOPES
+        assert not held.cancel_called
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # with a zero linger: a reset
+        await trio.testing.wait_all_tasks_blocked()
+    assert held.cancelled_caught
 
 
 def test_install_points_hypercorn_at_the_protocol() -> None:
