@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Final
 
 import httpx
@@ -83,17 +84,14 @@ class Connection:
     ) -> bytes:
         """The next bytes from the upstream. `answer`: the first read after a request was
         sent, which cannot be there yet; on plain TCP it waits before it reads."""
+        read: Callable[[int], Awaitable[bytes | bytearray]] = self.stream.receive_some
         if answer and type(self.stream) is trio.SocketStream:
-            if limit_s is None:
-                return await read_when_ready(self.socket, RECEIVE_SIZE)
-            with trio.move_on_after(limit_s):
-                return await read_when_ready(self.socket, RECEIVE_SIZE)
+            read = partial(read_when_ready, self.socket)
         # trio's SocketStream and SSLStream return bytes (the ABC allows a bytearray).
-        elif limit_s is None:
-            return await self.stream.receive_some(RECEIVE_SIZE)  # type: ignore[return-value]
-        else:
-            with trio.move_on_after(limit_s):
-                return await self.stream.receive_some(RECEIVE_SIZE)  # type: ignore[return-value]
+        if limit_s is None:
+            return await read(RECEIVE_SIZE)  # type: ignore[return-value]
+        with trio.move_on_after(limit_s):
+            return await read(RECEIVE_SIZE)  # type: ignore[return-value]
         raise httpx.ReadTimeout("timed out waiting for the upstream", request=request)
 
     async def exchange(
