@@ -32,6 +32,18 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def rss_parts_mb(pid: int) -> dict[str, float]:
+    """Resident memory by kind: `anon` (the heap: Python's objects and malloc), `file` (mapped
+    files: code, and the mmap'd metric files and SQLite's WAL index) and `shmem`."""
+    kinds = {"RssAnon:": "anon", "RssFile:": "file", "RssShmem:": "shmem"}
+    parts = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, rest = line.partition("\t")
+        if name in kinds:
+            parts[kinds[name]] = int(rest.split()[0]) / 1024
+    return parts
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -34,6 +34,7 @@ class Sample:
     rss_mb: dict[int, float]  # per worker pid
     fds: dict[int, int]
     supervisor_rss_mb: float
+    parts_mb: dict[int, dict[str, float]]  # per worker: RSS by kind (procstat.rss_parts_mb)
 
 
 def sample(gateway_pid: int, workers: list[int], at_s: float) -> Sample:
@@ -42,6 +43,7 @@ def sample(gateway_pid: int, workers: list[int], at_s: float) -> Sample:
         {pid: procstat.rss_mb(pid) for pid in workers},
         {pid: procstat.open_fds(pid) for pid in workers},
         procstat.rss_mb(gateway_pid) if gateway_pid not in workers else 0.0,
+        {pid: procstat.rss_parts_mb(pid) for pid in workers},
     )
 
 
@@ -80,6 +82,17 @@ def report(samples: list[Sample], load: dict, args: argparse.Namespace) -> str:
             f"| {max(rss):.1f} | {growth:+.1f}% "
             f"| {start.fds[pid]} / {warm.fds[pid]} / {end.fds[pid]} / {max(fds)} |"
         )
+    lines.append(
+        "\nRSS by kind, after warm-up → end (MB; anon is the heap, file the mapped files): "
+        + "; ".join(
+            f"worker {n}: "
+            + ", ".join(
+                f"{kind} {warm.parts_mb[pid][kind]:.1f} → {end.parts_mb[pid][kind]:.1f}"
+                for kind in end.parts_mb[pid]
+            )
+            for n, pid in enumerate(end.parts_mb, 1)
+        )
+    )
     if end.supervisor_rss_mb:
         lines.append(
             f"\nSupervisor RSS: {start.supervisor_rss_mb:.1f} MB at start, "
