@@ -32,6 +32,7 @@ from circuitd.config import Config, ConfigError, ConfigSource
 from circuitd.gateway.app import App
 from circuitd.gateway.runtime import Gateway, open_gateway
 from circuitd.obs.logs import configure_logging
+from circuitd.obs.metrics import read_pid_once
 from circuitd.sdnotify import Notifier, PipeNotifier
 from circuitd.supervisor import SIGNALS, supervise
 
@@ -300,6 +301,7 @@ def _worker_process(
 ) -> None:
     """One worker process of several (see `circuitd.supervisor`)."""
     configure_logging(config.server.log_level)
+    read_pid_once()
     held = StopSignals().install()
     notifier = PipeNotifier(supervisor, watchdog_usec)
     worker = partial(run_worker, config, env, sock, source=source, notifier=notifier)
