@@ -140,18 +140,16 @@ class HTTP1Protocol:
                 if data is None:
                     return
                 self._waiting_continue = False
-                stream = self.stream
-                if data:
-                    if stream is not None:
-                        await stream.inbox.put(
-                            {"type": "http.request", "body": data, "more_body": True}
-                        )
-                else:
+                # The end is often here with the last bytes (a body that came with its head):
+                # then one message says both, and the app receives once, not twice.
+                end = reader.body_done
+                if end:
                     self._reading = _READ
-                    if stream is not None:
-                        await stream.inbox.put(
-                            {"type": "http.request", "body": b"", "more_body": False}
-                        )
+                stream = self.stream
+                if stream is not None and (data or end):
+                    await stream.inbox.put(
+                        {"type": "http.request", "body": data, "more_body": not end}
+                    )
             elif self._reading == _READ and reader.buffered:
                 # The next request came before this one's answer ended: it waits.
                 await self.can_read.clear()

@@ -37,9 +37,10 @@ UNREAD: list[trio.Event] = []  # /unread answers once the test sets the event pu
 
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Echoes the request body (and says what it got) or, at /stream, answers in three pieces
-    of unknown length (at /stream-end, the last one with the end); at /early, answers before
-    reading the body; at /hold, never answers (waits in its cancel-on-disconnect scope)."""
+    """Echoes the request body (and says what it got; at /messages, in which messages) or,
+    at /stream, answers in three pieces of unknown length (at /stream-end, the last one with
+    the end); at /early, answers before reading the body; at /hold, never answers (waits in
+    its cancel-on-disconnect scope)."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
@@ -75,13 +76,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b"no"})
         return
     body = b""
+    pieces = []  # each body message: its bytes, then "+" (more to come) or "."
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
         body += message.get("body", b"")
+        pieces.append(message.get("body", b"") + (b"+" if message.get("more_body") else b"."))
         if not message.get("more_body"):
             break
+    if scope["path"] == "/messages":  # says how its body came
+        body = b"".join(pieces)
     if scope["path"] == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         for piece in (b"one ", b"two ", b"three"):
@@ -323,6 +328,24 @@ async def test_each_answer_takes_as_few_writes_as_its_app_allows(
     probe = sent.pop()  # (`exchange` asks once more, to see the connection is kept)
     assert got[0][0] == 200 and len(sent) == writes and b"x-host: probe" in probe
     assert sent[0].startswith(b"HTTP/1.1 200 ")
+
+
+async def test_a_body_here_with_its_end_is_one_message_to_the_app() -> None:
+    sized = b"POST /messages HTTP/1.1\r\n%scontent-length: 5\r\n\r\nhello" % HOST
+    chunked = b"POST /messages HTTP/1.1\r\n%stransfer-encoding: chunked\r\n\r\n" % HOST
+    async with serving(hypercorn_http1.HTTP1Protocol) as port:
+        got, _ = await exchange(port, [sized, chunked + b"5\r\nhello\r\n0\r\n\r\n"], 2)
+        assert [body.rsplit(b"|", 1)[1] for _, body in got] == [b"hello.", b"hello."]
+        # A body that comes in two parts is two messages, the end with the second.
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(sized[:-2])
+        await trio.testing.wait_all_tasks_blocked()  # the app has the first part
+        await stream.send_all(b"lo")
+        received = b""
+        with trio.fail_after(10):
+            while not received.endswith(b"|hel+lo."):
+                received += await stream.receive_some(65536)
+        await stream.aclose()
 
 
 @pytest.mark.parametrize("path", [b"/p", b"/stream", b"/stream-end"])

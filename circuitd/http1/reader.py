@@ -50,6 +50,11 @@ class Reader:
         """Bytes received and not yet read."""
         return len(self._buf) - self._pos
 
+    @property
+    def body_done(self) -> bool:
+        """The body has all been read: `read_body` would give b"" (its end)."""
+        return self._state == DONE
+
     def receive(self, data: bytes) -> None:
         if not data:
             self._eof = True
