@@ -8,7 +8,6 @@ prices it, and queues the row for the write-behind writer.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import time
@@ -168,11 +167,14 @@ class Settler:
             attempts=record.attempts,
             attempt_log=tuple(record.attempt_log),
         )
-        # A wait for room (bounded) must not be cut by the call's cancellation; with room,
-        # `submit` queues at once and cannot be cancelled: no scope is paid for.
-        full = self._writer.full
-        with trio.CancelScope(shield=True) if full else contextlib.nullcontext():
-            queued = await self._writer.submit(row)
+        # With room, the row is queued at once, without a schedule point: the call's task
+        # ends right after. A wait for room (bounded) must not be cut by the call's
+        # cancellation.
+        if self._writer.full:
+            with trio.CancelScope(shield=True):
+                queued = await self._writer.submit(row)
+        else:
+            queued = self._writer.submit_nowait(row)
         self._export(row, record)
         if log.isEnabledFor(logging.INFO):
             self._log(row, queued)
