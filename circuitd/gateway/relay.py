@@ -275,6 +275,8 @@ async def stream_attempt(
     finish reason or usage), not with the upstream's status line nor its content-free role
     chunk, which is held back: a stream that fails before that (a 200 followed by an error
     event, a stall, a cut) is still an ordinary failed attempt, retried or routed elsewhere.
+    It ends with the upstream's `[DONE]`: the client has its whole answer then, while the
+    adapter reads the upstream's body to its end (so that its connection is kept).
     """
     failure: AttemptFailed | None = None
     started = done = False
@@ -311,6 +313,8 @@ async def stream_attempt(
                 record.upstream_started = True
                 async with aclosing(reply.batches()) as batches:
                     async for batch in batches:
+                        if done:
+                            continue  # (an adapter's batches end at [DONE]; none past it)
                         # A batch arrived at once: it is written at once (after the payloads
                         # before a broken one, so what the client got is what was counted).
                         broken: UpstreamFailure | None = None
@@ -352,7 +356,10 @@ async def stream_attempt(
                             # failure now can still be retried.
                             frames.append(b"data: " + payload.encode() + b"\n\n")
                         if done:
-                            break  # its frames go out with the terminator
+                            # The answer is whole: the client has it now, its frames with the
+                            # end, while the adapter reads the upstream's body to its end.
+                            await flush(DONE)
+                            continue
                         if substance and frames:
                             await flush()
                         if broken is not None:
@@ -363,18 +370,21 @@ async def stream_attempt(
                 raise failure from exc
         except UnsupportedRequest as exc:
             raise AttemptFailed(InvalidRequest(str(exc)), status=400) from exc
+    if done:  # answered in full: nothing after the upstream's [DONE] is the call's
+        record.status, record.error_code = "ok", None
+        return
     if timer.cancelled_caught:
         error = UpstreamTimeout("Upstream stream exceeded the call's deadline.")
         failure = AttemptFailed(error, timeout=True, started=started)
         if not started:
             raise failure
-    if failure is None and not (done or finished):
+    if failure is None and not finished:
         cut = UpstreamError("Upstream stream ended before completion.")
         if not started:
             raise AttemptFailed(cut, cut=True)
         failure = AttemptFailed(cut, cut=True, started=True)
     if failure is None:
-        await flush(DONE)  # an empty but complete stream starts here
+        await flush(DONE)  # (a finish_reason, then the body's end without [DONE])
         record.status, record.error_code = "ok", None
         return
     await send(

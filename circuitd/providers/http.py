@@ -17,9 +17,10 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import aclosing
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
+import trio
 
 from circuitd.core.sse import SSEDecoder, SSEError, SSEEvent
 from circuitd.providers.base import Deployment, UpstreamFailure
@@ -39,6 +40,10 @@ __all__ = [
 
 
 T = TypeVar("T")
+
+# How long the rest of a body is read after its event stream's end ([DONE]): normally only
+# the end of its chunked framing, sent right after but often in a later packet.
+FINISH_GRACE_S: Final = 0.1
 
 
 def failure_from(exc: httpx.HTTPError) -> UpstreamFailure:
@@ -195,8 +200,23 @@ async def data_batches(received: Received) -> AsyncGenerator[list[str], None]:
         async for batch in batches:
             if DONE in batch:
                 yield batch[: batch.index(DONE) + 1]
+                await _read_past_the_end(batches)
                 return
             yield batch
+
+
+async def _read_past_the_end(batches: AsyncGenerator[Any, None]) -> None:
+    """After the stream's `[DONE]` has been yielded (the client has its answer by the time
+    this runs): reads and drops what is left of the body, for up to `FINISH_GRACE_S`. A
+    body read to its end gives its connection back to the pool; one closed before its end
+    closes it, and the next call pays for a new one (a TLS handshake, upstream). Anything
+    wrong past the end is not the call's: it only costs the connection."""
+    with trio.move_on_after(FINISH_GRACE_S):
+        try:
+            async for _ in batches:
+                pass
+        except UpstreamFailure:
+            pass
 
 
 async def _decoded(
@@ -227,16 +247,21 @@ async def translated(
     async with aclosing(batches):
         async for batch in batches:
             payloads: list[str] = []
+            ended = False
             try:
                 for event in batch:
                     for payload in feed(event):
                         payloads.append(payload)
-                        if payload == DONE:
-                            yield payloads
-                            return
+                        if ended := payload == DONE:
+                            break
+                    if ended:
+                        break
             except Exception:
                 if payloads:
                     yield payloads
                 raise
             if payloads:
                 yield payloads
+            if ended:
+                await _read_past_the_end(batches)
+                return

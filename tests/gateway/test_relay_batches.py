@@ -1,4 +1,5 @@
-"""The stream relay writes what arrived together with one send, never waiting for more.
+"""The stream relay writes what arrived together with one send, never waiting for more (nor
+for the upstream's body to end once its [DONE] is here).
 
 Driven with the in-process mock provider, whose batches model a socket: a stream without a
 chunk delay is ready at once; with one, each content chunk comes on its own (trio's autojump clock
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
@@ -89,3 +91,57 @@ async def test_a_failure_before_substance_leaves_the_attempt_retryable() -> None
     record, sent = await relay({"malformed_after": 0})
     assert sent == []  # nothing written: the router may retry or fall back
     assert record.relayed == []
+
+
+class EndsLate:
+    """A provider whose stream ends `linger_s` after its [DONE], as an adapter's does while
+    it reads the upstream's body to its end (`providers.http`): the relay's reply too."""
+
+    name = kind = "late"
+    status = 200
+    retry_after = None
+    content_type = b"text/event-stream"
+
+    def __init__(self, linger_s: float) -> None:
+        self.linger_s = linger_s
+
+    @contextlib.asynccontextmanager
+    async def open(self, deployment: Deployment, call: UpstreamCall) -> AsyncIterator[EndsLate]:
+        yield self
+
+    async def read(self) -> bytes:
+        return b""
+
+    async def batches(self) -> AsyncGenerator[list[str], None]:
+        delta = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
+        chunk = {"id": "c", "object": "chat.completion.chunk", "choices": [delta]}
+        yield [msgspec.json.encode(chunk).decode(), "[DONE]"]
+        await trio.sleep(self.linger_s)
+
+    async def aclose(self) -> None:
+        pass
+
+
+async def test_the_answer_ends_with_done_not_with_the_upstreams_body(autojump_clock: Any) -> None:
+    sent: list[tuple[float, Message]] = []
+
+    async def send(message: Message) -> None:
+        sent.append((trio.current_time(), message))
+
+    record = CallRecord("req_1", trio.current_time(), 0.0, stream=True)
+    call = UpstreamCall("req_1", b"{}", stream=True)
+    deployment = Deployment("late/m", EndsLate(linger_s=5.0), "m", None)
+    began = trio.current_time()
+    await stream_attempt(
+        record,
+        deployment,
+        call,
+        send=send,
+        headers=[],
+        deadline=math.inf,
+        client_wants_usage=False,
+    )
+    at, last = sent[-1]
+    assert last["more_body"] is False and last["body"].endswith(b"data: [DONE]\n\n")
+    assert at == began  # not 5 s later, when the upstream's body ended
+    assert trio.current_time() == began + 5.0 and record.status == "ok"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
 import httpx
 import pytest
+import trio
 
 from circuitd.core.sse import encode_event
 from circuitd.providers.anthropic import AnthropicProvider
@@ -199,3 +201,22 @@ async def test_untranslatable_request_raises_before_any_io() -> None:
         async with p.open(deployment(p), call({**CHAT, "n": 3})):
             pass
     assert upstream.requests == []
+
+
+async def test_after_done_the_rest_of_the_body_is_read_to_its_end() -> None:
+    # (so that its connection goes back to the pool: `test_http_plumbing` shows the pool's
+    # side) Here the body's end comes only once the relay has [DONE].
+    done, ended = trio.Event(), []
+
+    async def body() -> AsyncIterator[bytes]:
+        yield stream_bytes(TEXT_STREAM)
+        await done.wait()
+        ended.append(True)
+
+    answer = httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body())
+    p = provider(Upstream(lambda _: answer))
+    async with p.open(deployment(p), call(stream=True)) as reply:
+        async for batch in reply.batches():
+            if batch[-1] == "[DONE]":
+                done.set()
+    assert ended == [True]

@@ -14,9 +14,11 @@ from contextlib import aclosing, asynccontextmanager
 import h11
 import httpx
 import pytest
+import trio
+import trio.testing
 
 from circuitd.providers.base import Deployment, UpstreamCall
-from circuitd.providers.http import PREPARED_URLS, Endpoints, Received
+from circuitd.providers.http import FINISH_GRACE_S, PREPARED_URLS, Endpoints, Received
 from circuitd.providers.openai import OpenAIProvider
 from circuitd.upstream import Http1Transport
 from tests.gateway.test_upstream_pool import Peer, Server, scripted_server
@@ -162,3 +164,59 @@ def test_prepared_urls_are_bounded() -> None:
         assert request.extensions["timeout"]["read"] == 7.0  # the deployment's own
         assert request.content == b"{}"
     assert len(endpoints) == PREPARED_URLS
+
+
+def ending_late(ends: list[trio.Event] | None) -> Script:
+    """Answers each request with the event stream `EVENTS` in one chunk, then ends the
+    chunked body once the test sets that request's event in `ends` (never, with None)."""
+
+    async def script(peer: Peer, server: Server) -> None:
+        while (request := await peer.request()) is not None:
+            server.requests.append((peer.index, request[1]))
+            h = peer.http
+            head = h11.Response(status_code=200, headers=[("content-type", "text/event-stream")])
+            await peer.stream.send_all(h.send(head) + h.send(h11.Data(data=EVENTS)))
+            if ends is None:
+                await trio.sleep_forever()
+            await ends[len(server.requests) - 1].wait()
+            await peer.stream.send_all(h.send(h11.EndOfMessage()))
+            h.start_next_cycle()
+
+    return script
+
+
+@pytest.mark.parametrize("transport", ["http1", "httpx"])
+async def test_after_done_the_body_is_read_to_its_end_so_its_connection_is_kept(
+    transport: str, autojump_clock: trio.testing.MockClock
+) -> None:
+    # The chunked body's end comes only after [DONE] has reached the reader: a reader that
+    # stopped at [DONE] closed the connection, and each stream paid for a new one.
+    ends = [trio.Event(), trio.Event()]
+    async with (
+        scripted_server(ending_late(ends)) as server,
+        provider_for(transport, server.url) as up,
+    ):
+        call = UpstreamCall("req_1", b'{"model":"gpt-4o-mini","stream":true}', True)
+        for end in ends:
+            async with up.open(deployment(up), call) as reply:
+                async for batch in reply.batches():
+                    if batch[-1] == "[DONE]":
+                        end.set()  # the client has its answer: now the body may end
+    assert [peer for peer, _ in server.requests] == [0, 0]  # one connection for both
+
+
+async def test_a_body_that_does_not_end_after_done_is_given_up_after_the_grace(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        scripted_server(ending_late(None)) as server,
+        provider_for("http1", server.url) as up,
+    ):
+        call = UpstreamCall("req_1", b'{"model":"gpt-4o-mini","stream":true}', True)
+        for _ in range(2):
+            started = trio.current_time()
+            async with up.open(deployment(up), call) as reply:
+                payloads = [p async for batch in reply.batches() for p in batch]
+            assert payloads[-1] == "[DONE]"
+            assert trio.current_time() - started == pytest.approx(FINISH_GRACE_S)
+    assert [peer for peer, _ in server.requests] == [0, 1]  # the first could not be kept
