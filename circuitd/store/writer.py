@@ -4,7 +4,8 @@ Rules:
 - Submitting never raises and never loses a row silently: a row that cannot be queued (queue
   full past `block_timeout`, writer closed, caller cancelled while waiting) counts as dropped.
 - A batch is up to `batch_rows` rows, or what arrived within `flush_interval` of its first
-  row; it is written in one transaction in a worker thread (one thread call per batch).
+  row; it is written in one transaction in a worker thread (one thread call per batch). The
+  writer wakes once a batch, not once a row: intake only counts the rows it queues.
 - A batch failing for the database's sake (busy, I/O, disk full) is retried with backoff a
   bounded number of times, then dropped (and, until a write succeeds again, later batches get
   a single attempt). A batch failing for a row's sake (a constraint, a
@@ -107,6 +108,12 @@ class WriteBehind:
         self._run_sync = run_sync
         self._send, self._receive = trio.open_memory_channel[RequestRow](queue_size)
         self._holding: list[RequestRow] = []  # the batch being gathered or written
+        # The writer waits for the rest of a batch without a wake-up per row: intake counts
+        # `_arrivals` and sets `_batch_ready` once `_wake_at` is reached (a whole batch).
+        self._arrivals = 0
+        self._wake_at = math.inf
+        self._batch_ready = trio.Event()
+        self._closing = False
         # Set when a batch was dropped after all its retries, cleared by the next success:
         # while the database stays down each batch gets one attempt, so a drain of a full
         # queue cannot take (queue_size / batch_rows) x the whole backoff schedule.
@@ -129,6 +136,7 @@ class WriteBehind:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self._drop((row,), "writer closed")
             return False
+        self._arrived()
         return True
 
     async def submit(self, row: RequestRow) -> bool:
@@ -144,11 +152,13 @@ class WriteBehind:
             self._drop((row,), "writer closed")
             return False
         else:
+            self._arrived()
             await trio.lowlevel.cancel_shielded_checkpoint()
             return True
         try:
             with trio.move_on_after(self._block_timeout):
                 await self._send.send(row)  # cancel-safe: when cancelled, nothing was sent
+                self._arrived()
                 return True
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             self._drop((row,), "writer closed")
@@ -159,9 +169,16 @@ class WriteBehind:
         self._drop((row,), "queue full")
         return False
 
+    def _arrived(self) -> None:
+        self._arrivals += 1
+        if self._arrivals >= self._wake_at:
+            self._batch_ready.set()
+
     def close(self) -> None:
         """End intake; `run` writes what is queued, then returns. Idempotent."""
+        self._closing = True
         self._send.close()
+        self._batch_ready.set()  # a batch being gathered is written now
 
     @property
     def queued(self) -> int:
@@ -218,16 +235,23 @@ class WriteBehind:
         except trio.EndOfChannel:
             return False
         batch = self._holding = [first]
-        with trio.move_on_at(trio.current_time() + self._flush_interval):
+        missing = self._batch_rows - 1 - self.queued
+        if missing > 0 and not self._closing:
+            # Wait for the rest of the batch (up to its deadline) without a wake-up per row,
+            # then take it in one go: a row's arrival costs intake a count, not a pass of
+            # the scheduler through this task.
+            self._batch_ready = trio.Event()
+            self._wake_at = self._arrivals + missing
             try:
-                while len(batch) < self._batch_rows:
-                    try:
-                        # take what is already queued without a checkpoint per row
-                        batch.append(self._receive.receive_nowait())
-                    except trio.WouldBlock:
-                        batch.append(await self._receive.receive())
-            except trio.EndOfChannel:
-                pass  # closed: write this batch; the next _gather reports the end
+                with trio.move_on_at(trio.current_time() + self._flush_interval):
+                    await self._batch_ready.wait()
+            finally:
+                self._wake_at = math.inf
+        try:
+            while len(batch) < self._batch_rows:
+                batch.append(self._receive.receive_nowait())
+        except (trio.WouldBlock, trio.EndOfChannel):
+            pass  # (closed: write this batch; the next _gather reports the end)
         return True
 
     async def _write(self, sink: BatchSink, batch: list[RequestRow]) -> None:

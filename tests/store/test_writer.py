@@ -109,6 +109,43 @@ async def test_batches_by_size_then_by_time(mock_clock: trio.testing.MockClock) 
     assert sink.closed
 
 
+class TaskSteps(trio.abc.Instrument):
+    """Counts the times the scheduler runs `task`."""
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self.steps += task is self.task
+
+
+async def test_a_batch_fills_without_waking_the_writer_per_row(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    sink = Recorder()
+    writer = writer_for(sink, batch_rows=4, flush_interval=60)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run, "unused")
+        [writer_task] = nursery.child_tasks
+        writer.submit_nowait(make_row(0))
+        await trio.testing.wait_all_tasks_blocked()  # the writer waits for the rest
+        steps = TaskSteps(writer_task)
+        trio.lowlevel.add_instrument(steps)
+        try:
+            for i in (1, 2):
+                writer.submit_nowait(make_row(i))
+                await trio.testing.wait_all_tasks_blocked()
+            assert (sink.sizes, steps.steps) == ([], 0)  # rows 1 and 2 only counted
+            writer.submit_nowait(make_row(3))  # a whole batch: written now, not at 60 s
+            await trio.testing.wait_all_tasks_blocked()
+            assert sink.sizes == [4] and steps.steps > 0
+        finally:
+            trio.lowlevel.remove_instrument(steps)
+        writer.close()
+    assert sink.ids == [f"req-{i:06d}" for i in range(4)]
+
+
 async def test_close_flushes_a_partial_batch(mock_clock: trio.testing.MockClock) -> None:
     sink = Recorder()
     writer = writer_for(sink, batch_rows=4, flush_interval=60)
