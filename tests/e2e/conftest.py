@@ -19,3 +19,9 @@ def upstream_requests(upstream: str) -> list[dict[str, object]]:
     """The chat requests the mock upstream received, oldest first."""
     root = upstream.removesuffix("/v1")
     return httpx.get(f"{root}/_mock/requests").json()  # type: ignore[no-any-return]
+
+
+def upstream_stats(upstream: str) -> dict[str, int]:
+    """The mock upstream's counters (connections accepted, requests, ...)."""
+    root = upstream.removesuffix("/v1")
+    return httpx.get(f"{root}/_mock/stats").json()  # type: ignore[no-any-return]

@@ -10,7 +10,7 @@ import openai
 import pytest
 import trio
 
-from tests.e2e.conftest import upstream_requests
+from tests.e2e.conftest import upstream_requests, upstream_stats
 from tests.harness import Running, running_gateway
 
 CLIENT_KEY = "client-secret-key"
@@ -91,6 +91,9 @@ async def test_stream_content_and_usage(tmp_path: Path, upstream: str) -> None:
             lambda: client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
         )
         await gateway.drain()
+    # Each upstream body read to its end, its chunked end after [DONE] included: the three
+    # calls went over one upstream connection (the other: this request for the counts).
+    assert upstream_stats(upstream)["connections"] == 2
     assert text == plain_text == whole.choices[0].message.content
     assert usage is not None and usage.completion_tokens > 0
     assert plain_usage is None  # the gateway asked upstream for usage, but hid it
