@@ -9,13 +9,15 @@ worker with its socket, forwards signals to them and speaks to systemd for them.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import ipaddress
 import logging
 import os
 import signal
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from multiprocessing.connection import Connection
@@ -126,6 +128,30 @@ def settle_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
+HEAP_TRIM_INTERVAL_S = 30.0
+
+
+def heap_trimmer() -> Callable[[int], int] | None:
+    """glibc's `malloc_trim`, where the C library has one (musl has not)."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
+
+async def trim_heap(trim: Callable[[int], int], interval: float) -> None:
+    """Every `interval` seconds, gives the C heap's free pages back to the system. glibc
+    keeps what a worker frees between live blocks, so its RSS rose for half an hour under a
+    steady load (~7 MB) before it levelled off, with no Python object growing;
+    `malloc_trim(0)` returned it, in 0.2-0.3 ms a call (bench/RESULTS.md). Process-wide,
+    hence only in a worker that owns its process."""
+    while True:
+        await trio.sleep(interval)
+        trim(0)
+
+
 def check_startup(config: Config) -> None:
     if not config.keys and not is_loopback(config.server.host):
         raise StartupError(
@@ -154,7 +180,8 @@ async def run_worker(
     `READY=1` once the socket serves, `STOPPING=1` when the drain starts, `RELOADING=1` and
     `READY=1` around a reload, and `WATCHDOG=1` while this event loop runs. A worker that is
     its process's own (`own_process`, not a test's) also tunes the process's GC for serving
-    (`settle_gc`) once the gateway is built.
+    (`settle_gc`) once the gateway is built, and trims its C heap every
+    `HEAP_TRIM_INTERVAL_S` (`trim_heap`).
     """
     stop = trio.Event() if stop is None else stop
     notifier = Notifier() if notifier is None else notifier
@@ -163,6 +190,8 @@ async def run_worker(
         interval = notifier.watchdog_interval()
         if interval is not None:
             lifetime.start_soon(keep_alive, notifier, interval)
+        if own_process and (trim := heap_trimmer()) is not None:
+            lifetime.start_soon(trim_heap, trim, HEAP_TRIM_INTERVAL_S)
         await lifetime.start(_on_signals, stop, notifier, source, serving, held)
         await _serve(config, env, sock, stop, notifier, serving, source, own_process, task_status)
         lifetime.cancel_scope.cancel()
