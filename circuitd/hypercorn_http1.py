@@ -141,12 +141,13 @@ class HTTP1Protocol:
                     return
                 self._waiting_continue = False
                 # The end is often here with the last bytes (a body that came with its head):
-                # then one message says both, and the app receives once, not twice.
+                # then one message says both, and the app receives once, not twice. (b"" comes
+                # only at the end.)
                 end = reader.body_done
                 if end:
                     self._reading = _READ
                 stream = self.stream
-                if stream is not None and (data or end):
+                if stream is not None:
                     await stream.inbox.put(
                         {"type": "http.request", "body": data, "more_body": not end}
                     )
@@ -210,7 +211,7 @@ class HTTP1Protocol:
 
     async def end_body(self, last: bytes = b"") -> None:
         """The body's `last` bytes and its end, in one write."""
-        data = self._framed(last) if last else b""
+        data = self._framed(last)
         if self._framing == BODY_CHUNKED:
             data += http1.LAST_CHUNK
         await self._write_held(data)
