@@ -2,9 +2,11 @@
 
 One worker is one process running `trio.run(run_worker)`. With `workers > 1` the parent binds
 one listening socket per worker on the same port with SO_REUSEPORT, so the kernel spreads
-connections evenly across them (a shared accept queue would favour whichever worker is idle
-at the moment, which under load starves the others), and `circuitd.supervisor` starts each
-worker with its socket, forwards signals to them and speaks to systemd for them.
+connections across them by a hash (a shared accept queue would favour whichever worker is
+idle at the moment, which under load starves the others); the workers even out what the hash
+leaves uneven by handing connections on (`circuitd.handoff`). `circuitd.supervisor` starts
+each worker with its seat (socket, inbox, the shared counts), forwards signals to them and
+speaks to systemd for them.
 """
 
 from __future__ import annotations
@@ -25,14 +27,14 @@ from typing import Any, cast
 
 import trio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.config import Sockets
-from hypercorn.trio.run import worker_serve
-from hypercorn.utils import wrap_app
+from hypercorn.utils import repr_socket_addr, wrap_app
 
 from circuitd import hypercorn_http1, hypercorn_tcp
 from circuitd.config import Config, ConfigError, ConfigSource
 from circuitd.gateway.app import App
 from circuitd.gateway.runtime import Gateway, open_gateway
+from circuitd.handoff import Seat, seats
+from circuitd.hypercorn_serve import worker_serve
 from circuitd.obs.logs import configure_logging
 from circuitd.obs.metrics import read_pid_once
 from circuitd.sdnotify import Notifier, PipeNotifier
@@ -163,7 +165,7 @@ def check_startup(config: Config) -> None:
 async def run_worker(
     config: Config,
     env: Mapping[str, str],
-    sock: socket.socket,
+    sock: socket.socket | Seat,
     *,
     source: ConfigSource | None = None,
     stop: trio.Event | None = None,
@@ -258,7 +260,7 @@ async def _on_signals(
 async def _serve(
     config: Config,
     env: Mapping[str, str],
-    sock: socket.socket,
+    sock: socket.socket | Seat,
     stop: trio.Event,
     notifier: Notifier,
     serving: _Serving,
@@ -274,26 +276,40 @@ async def _serve(
             serving.reload_pending = False
             reload(gateway, source)
 
+        # One worker of several serves what it accepts and what its peers hand it.
+        seat: Seat | None = None
+        if isinstance(sock, Seat):
+            seat, listening, listeners = sock, sock.listening, sock.listeners()
+        else:
+            listening = sock
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(sock))]
+        binds = [f"http://{repr_socket_addr(listening.family, listening.getsockname())}"]
+
         async def shutdown_trigger() -> None:
             await stop.wait()
             log.info("draining")
             notifier.stopping(status="draining")
             gateway.draining = True
+            if seat is not None:
+                seat.close()
 
         hypercorn_tcp.install()
         hypercorn_http1.install()
         if own_process:
             settle_gc()
         async with trio.open_nursery() as serving_nursery:
-            binds = await serving_nursery.start(
+            await serving_nursery.start(
                 partial(
                     worker_serve,
                     wrap_app(cast(Any, App(gateway)), 0, "asgi"),
                     hypercorn_config(config),
-                    sockets=Sockets([], [sock], []),
+                    listeners,
                     shutdown_trigger=shutdown_trigger,
+                    served=None if seat is None else seat.served,
                 )
             )
+            if seat is not None:
+                seat.open()
             log.info("listening", extra={"urls": binds})
             serving.status = f"serving on {binds[0]}"
             notifier.ready(status=serving.status)
@@ -324,7 +340,7 @@ def _worker_process(
     config: Config,
     env: dict[str, str],
     source: ConfigSource | None,
-    sock: socket.socket,
+    seat: Seat,
     supervisor: Connection,
     watchdog_usec: int | None,
 ) -> None:
@@ -333,7 +349,7 @@ def _worker_process(
     read_pid_once()
     held = StopSignals().install()
     notifier = PipeNotifier(supervisor, watchdog_usec)
-    worker = partial(run_worker, config, env, sock, source=source, notifier=notifier)
+    worker = partial(run_worker, config, env, seat, source=source, notifier=notifier)
     trio.run(partial(worker, held=held, own_process=True))
     held.ignore()
 
@@ -362,4 +378,9 @@ def serve(config: Config, env: Mapping[str, str], source: ConfigSource | None = 
         trio.run(partial(worker, held=held, own_process=True))
         held.ignore()
         return 0
-    return supervise(partial(_worker_process, config, dict(env), source), sockets, notifier)
+    places = seats(sockets)
+    try:
+        return supervise(partial(_worker_process, config, dict(env), source), places, notifier)
+    finally:
+        for outbox in places[0].outboxes:
+            outbox.close()

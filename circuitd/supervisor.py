@@ -1,6 +1,7 @@
 """The supervisor of several worker processes (`[server] workers > 1`).
 
-The parent has bound one listening socket per worker; it starts one process per socket and
+The parent has bound one listening socket per worker; it starts one process per seat (the
+socket, and what the workers hand connections on with: `circuitd.handoff`) and
 then runs a small single-threaded loop over three kinds of event, all plain file descriptors:
 
 - a signal (through `signal.set_wakeup_fd`, so handlers never run our logic between two
@@ -33,13 +34,14 @@ from pathlib import Path
 
 from prometheus_client.multiprocess import mark_process_dead
 
+from circuitd.handoff import Seat
 from circuitd.sdnotify import STATE_WAIT_S, Notifier, Quorum
 
 log = logging.getLogger("circuitd")
 
-# Runs one worker in its process: (its listening socket, the pipe to the supervisor, the
-# watchdog period it pings within, or None). Must be picklable: a module-level function.
-WorkerMain = Callable[[socket.socket, Connection, int | None], None]
+# Runs one worker in its process: (its seat, the pipe to the supervisor, the watchdog period
+# it pings within, or None). Must be picklable: a module-level function.
+WorkerMain = Callable[[Seat, Connection, int | None], None]
 
 # What the supervisor forwards to its workers, and what they are born blocking (see below).
 SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -52,8 +54,8 @@ class _Worker:
     notifications: Connection | None  # closed (None) at end of file
 
 
-def supervise(worker_main: WorkerMain, sockets: list[socket.socket], notifier: Notifier) -> int:
-    """Runs one worker per socket until they have all exited; returns the exit status."""
+def supervise(worker_main: WorkerMain, seats: list[Seat], notifier: Notifier) -> int:
+    """Runs one worker per seat until they have all exited; returns the exit status."""
     metrics_dir = _fresh_metrics_dir()
     # Workers ping at half our period, so that a round in which every one has pinged always
     # completes within our own (see `Quorum`).
@@ -74,14 +76,14 @@ def supervise(worker_main: WorkerMain, sockets: list[socket.socket], notifier: N
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     workers: list[_Worker] = []
     try:
-        for index, sock in enumerate(sockets):
+        for index, seat in enumerate(seats):
             reader, writer = context.Pipe(duplex=False)
             process = context.Process(
-                target=worker_main, args=(sock, writer, worker_usec), name=f"circuitd-{index}"
+                target=worker_main, args=(seat, writer, worker_usec), name=f"circuitd-{index}"
             )
             process.start()
             writer.close()  # the worker holds its own copy; EOF on `reader` once it is gone
-            sock.close()
+            seat.release()
             workers.append(_Worker(index, process, reader))
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return _Loop(workers, wakeup_read, notifier, metrics_dir.path).run()
