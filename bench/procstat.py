@@ -1,9 +1,10 @@
-"""What a process holds, read from /proc: resident memory, open file descriptors, CPU time,
-and which of a supervisor's children are its workers (not multiprocessing's resource
-tracker)."""
+"""What a process holds, read from /proc: resident memory, open file descriptors and
+connections, CPU time, and which of a supervisor's children are its workers (not
+multiprocessing's resource tracker)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -42,6 +43,21 @@ def rss_parts_mb(pid: int) -> dict[str, float]:
         if name in kinds:
             parts[kinds[name]] = int(rest.split()[0]) / 1024
     return parts
+
+
+def connections(pid: int, port: int) -> int:
+    """The established TCP connections on local `port` that `pid` holds (a server's side)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{fields[9]}]")
+    held = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            held += os.readlink(fd) in inodes
+    return held
 
 
 def open_fds(pid: int) -> int:
