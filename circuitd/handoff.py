@@ -6,11 +6,18 @@ from everyone's counts; when that is another, it sends the connection's descript
 worker's inbox (SCM_RIGHTS) and closes its own copy. A connection moves before a byte of it is
 read, so the protocol (HTTP/1.1, h2c) does not matter, and at most once. The counts live in
 memory the workers share, each number written by one worker only (`core.spread.loads`).
+
+Nothing here waits: a full inbox (a stuck or very busy worker) refuses, and the accepting
+worker serves the connection itself. A draining worker takes no more; one handed to it in the
+instant before, still in its inbox when it stops, is closed unserved, as connections still in
+its accept queue are.
 """
 
 from __future__ import annotations
 
+import array
 import ctypes
+import logging
 import multiprocessing
 import os
 import socket
@@ -21,6 +28,8 @@ from typing import cast
 import trio
 
 from circuitd.core.spread import loads, place
+
+log = logging.getLogger("circuitd")
 
 Shared = ctypes.Array[ctypes.c_int64]  # in memory the workers share
 _NOTE = b"c"  # a datagram carries one descriptor; its byte only makes it a datagram
@@ -40,7 +49,7 @@ class Seat:
 
     def listeners(self) -> list[trio.abc.Listener[trio.SocketStream]]:
         """What this worker serves: what it accepts, less what it hands on, and its inbox."""
-        return [Spreading(self), Inbox(self.inbox)]
+        return [Spreading(self), Inbox(self)]
 
     def open(self) -> None:
         """Serving: connections may be handed to this worker from now on."""
@@ -61,12 +70,12 @@ class Seat:
         given[self.index * len(self.outboxes) + target] += 1
         return target
 
-    def hand(self, target: int, connection: trio.socket.SocketType) -> bool:
+    def hand(self, target: int, connection: trio.socket.SocketType | socket.socket) -> bool:
         """Sends `connection` to `target`'s inbox and closes it here; False (and it is this
-        worker's to serve) when it cannot."""
+        worker's to serve) when it cannot. Never waits: a full inbox (a busy or stuck worker)
+        is a refusal, not a wait that would stall this worker's event loop."""
         try:
-            fds = [connection.fileno()]
-            socket.send_fds(self.outboxes[target], [_NOTE], fds, socket.MSG_DONTWAIT)
+            _send_fd(self.outboxes[target], connection.fileno())
         except OSError:  # its inbox is full (or gone): not worth more than serving it here
             given, row = _ints(self.given), self.index * len(self.outboxes)
             given[row + target] -= 1
@@ -80,6 +89,31 @@ class Seat:
         worker has them)."""
         self.listening.close()
         self.inbox.close()
+
+
+# `socket.send_fds` and `recv_fds` take `flags` but do not pass them on (CPython 3.11,
+# gh-107898): without MSG_DONTWAIT a full inbox blocked the sender's whole event loop.
+_FD_SIZE = array.array("i").itemsize
+
+
+def _send_fd(outbox: socket.socket, fd: int) -> None:
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))]
+    outbox.sendmsg([_NOTE], rights, socket.MSG_DONTWAIT)
+
+
+def _receive_fd(inbox: socket.socket) -> tuple[int | None, bool]:
+    """The descriptor of the next datagram in `inbox` (None if it came without one) and
+    whether the kernel dropped one (this process at its open-files limit). Raises
+    `BlockingIOError` when there is none."""
+    flags = socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC
+    _, ancillary, message_flags, _ = inbox.recvmsg(len(_NOTE), socket.CMSG_SPACE(_FD_SIZE), flags)
+    fds = array.array("i")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    for extra in fds[1:]:  # never sent; not ours to keep open
+        os.close(extra)
+    return (fds[0] if fds else None), bool(message_flags & socket.MSG_CTRUNC)
 
 
 def _ints(shared: Shared) -> MutableSequence[int]:
@@ -124,22 +158,31 @@ class Spreading(trio.abc.Listener[trio.SocketStream]):
 class Inbox(trio.abc.Listener[trio.SocketStream]):
     """The connections other workers hand to this one."""
 
-    def __init__(self, inbox: socket.socket) -> None:
-        self._inbox = inbox
+    def __init__(self, seat: Seat) -> None:
+        self._seat = seat
+        self._inbox = seat.inbox
 
     async def accept(self) -> trio.SocketStream:
         while True:
             await trio.lowlevel.wait_readable(self._inbox)
             try:
-                _, fds, _, _ = socket.recv_fds(self._inbox, len(_NOTE), 1, socket.MSG_DONTWAIT)
+                fd, dropped = _receive_fd(self._inbox)
             except BlockingIOError:
                 continue
-            for fd in fds[1:]:  # never sent; not ours to keep open
+            if fd is None:
+                if dropped:  # counted for this worker by its sender, and gone
+                    log.error("a connection handed to this worker was lost: too many open files")
+                    self._seat.served()
+                continue
+            try:
+                connection = socket.socket(fileno=fd)
+            except OSError:  # not a socket after all: nothing a peer sends
                 os.close(fd)
-            if fds:
-                connection = trio.socket.from_stdlib_socket(socket.socket(fileno=fds[0]))
-                return trio.SocketStream(connection)
+                self._seat.served()
+                continue
+            return trio.SocketStream(trio.socket.from_stdlib_socket(connection))
 
     async def aclose(self) -> None:
+        trio.lowlevel.notify_closing(self._inbox)
         self._inbox.close()
         await trio.lowlevel.checkpoint()

@@ -297,23 +297,27 @@ async def _serve(
         hypercorn_http1.install()
         if own_process:
             settle_gc()
-        async with trio.open_nursery() as serving_nursery:
-            await serving_nursery.start(
-                partial(
-                    worker_serve,
-                    wrap_app(cast(Any, App(gateway)), 0, "asgi"),
-                    hypercorn_config(config),
-                    listeners,
-                    shutdown_trigger=shutdown_trigger,
-                    served=None if seat is None else seat.served,
+        try:
+            async with trio.open_nursery() as serving_nursery:
+                await serving_nursery.start(
+                    partial(
+                        worker_serve,
+                        wrap_app(cast(Any, App(gateway)), 0, "asgi"),
+                        hypercorn_config(config),
+                        listeners,
+                        shutdown_trigger=shutdown_trigger,
+                        served=None if seat is None else seat.served,
+                    )
                 )
-            )
-            if seat is not None:
-                seat.open()
-            log.info("listening", extra={"urls": binds})
-            serving.status = f"serving on {binds[0]}"
-            notifier.ready(status=serving.status)
-            task_status.started(binds)
+                if seat is not None:
+                    seat.open()
+                log.info("listening", extra={"urls": binds})
+                serving.status = f"serving on {binds[0]}"
+                notifier.ready(status=serving.status)
+                task_status.started(binds)
+        finally:
+            if seat is not None:  # (serving failed too): no peer hands it any more
+                seat.close()
         # worker_serve has returned: drained, or the drain timeout cut what was left.
         serving.gateway = None
     log.info("stopped: write-behind drained")

@@ -4,6 +4,7 @@ listeners give it."""
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -105,3 +106,40 @@ async def test_a_hand_off_that_fails_is_served_where_it_was_accepted() -> None:
         assert counts(first) == [3, 0]
         for stream in streams:
             await stream.aclose()
+
+
+async def test_a_full_inbox_refuses_at_once_and_the_connection_stays() -> None:
+    """A worker that does not read its inbox (busy, stuck) must not stall the others: with
+    its queue full, a hand-off is refused without waiting, and the accepting worker serves
+    the connection itself."""
+    pair = seats([listening_socket("127.0.0.1", 0, reuse_port=False) for _ in range(2)])
+    first, second = pair
+    first.open()
+    second.open()
+    busy = 1_000_000
+    first.given[0] = busy  # worker 0 serves that many already: worker 1 stays the least busy
+    held: list[socket.socket] = []
+    try:
+        handed = 0
+        with trio.fail_after(30):  # a guard against a hang, not a timing assertion
+
+            def hand_until_refused() -> int:
+                for sent in range(10_000):
+                    ours, theirs = socket.socketpair()
+                    held.append(theirs)
+                    assert first.take() == 1
+                    if not first.hand(1, ours):
+                        held.append(ours)  # this worker's to serve
+                        return sent
+                raise AssertionError("never refused")
+
+            handed = await trio.to_thread.run_sync(hand_until_refused, abandon_on_cancel=True)
+        assert handed > 0
+        assert counts(first) == [busy + 1, handed]  # the refused one counted where it stays
+    finally:
+        for sock in held:
+            sock.close()
+        for seat in pair:
+            seat.release()
+        for outbox in first.outboxes:
+            outbox.close()
