@@ -7,6 +7,9 @@ worker's inbox (SCM_RIGHTS) and closes its own copy. A connection moves before a
 read, so the protocol (HTTP/1.1, h2c) does not matter, and at most once. The counts live in
 memory the workers share, each number written by one worker only (`core.spread.loads`).
 
+While connections come and go (clients that open one per request: `core.spread.churning`)
+each stays where it landed; the hash spreads those over time by itself.
+
 Nothing here waits: a full inbox (a stuck or very busy worker) refuses, and the accepting
 worker serves the connection itself. A draining worker takes no more; one handed to it in the
 instant before, still in its inbox when it stops, is closed unserved, as connections still in
@@ -21,13 +24,13 @@ import logging
 import multiprocessing
 import os
 import socket
-from collections.abc import MutableSequence, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, MutableSequence, Sequence
+from dataclasses import dataclass, field
 from typing import cast
 
 import trio
 
-from circuitd.core.spread import loads, place
+from circuitd.core.spread import Turnover, churning, loads, place
 
 log = logging.getLogger("circuitd")
 
@@ -46,6 +49,8 @@ class Seat:
     given: Shared  # shared int64s, per (worker i, worker j): accepted by i for j
     done: Shared  # shared int64s, per worker: connections it has finished serving
     shut: Shared  # shared int64s, per worker: 1 while it takes no connections
+    # This worker's own reading of how many connections all workers closed lately.
+    turnover: Turnover = field(default_factory=Turnover, repr=False)
 
     def listeners(self) -> list[trio.abc.Listener[trio.SocketStream]]:
         """What this worker serves: what it accepts, less what it hands on, and its inbox."""
@@ -63,11 +68,19 @@ class Seat:
         """One of this worker's connections is done."""
         _ints(self.done)[self.index] += 1
 
-    def take(self) -> int:
-        """Notes a connection this worker accepted for the worker that is to serve it."""
+    def take(self, now: float) -> int:
+        """Notes a connection this worker accepted (at `now`) for the worker that is to
+        serve it: this one while its connections come and go, else `place`'s choice."""
         given = _ints(self.given)
-        target = place(self.index, loads(given[:], _ints(self.done)[:], _ints(self.shut)[:]))
-        given[self.index * len(self.outboxes) + target] += 1
+        given_now, done = given[:], _ints(self.done)[:]
+        closed = sum(done)
+        held = sum(given_now) - closed  # open, all workers together
+        me = self.index
+        if churning(self.turnover.closed(now, closed), held):
+            target = me
+        else:
+            target = place(me, loads(given_now, done, _ints(self.shut)[:]))
+        given[me * len(self.outboxes) + target] += 1
         return target
 
     def hand(self, target: int, connection: trio.socket.SocketType | socket.socket) -> bool:
@@ -140,14 +153,15 @@ def seats(listening: Sequence[socket.socket]) -> list[Seat]:
 class Spreading(trio.abc.Listener[trio.SocketStream]):
     """A worker's own listening socket: the connections it accepts that it is to serve."""
 
-    def __init__(self, seat: Seat) -> None:
+    def __init__(self, seat: Seat, clock: Callable[[], float] = trio.current_time) -> None:
         self._seat = seat
         self._listener = trio.SocketListener(trio.socket.from_stdlib_socket(seat.listening))
+        self._clock = clock
 
     async def accept(self) -> trio.SocketStream:
         while True:
             stream = await self._listener.accept()
-            target = self._seat.take()
+            target = self._seat.take(self._clock())
             if target == self._seat.index or not self._seat.hand(target, stream.socket):
                 return stream
 

@@ -13,7 +13,7 @@ import trio
 import trio.testing
 
 from circuitd.core.spread import CLOSED, loads
-from circuitd.handoff import Seat, seats
+from circuitd.handoff import Inbox, Seat, Spreading, seats
 from circuitd.server import listening_socket
 
 
@@ -32,7 +32,10 @@ async def serve(seat: Seat, task_status: trio.TaskStatus[None] = trio.TASK_STATU
         finally:
             seat.served()
 
-    await trio.serve_listeners(handler, seat.listeners(), task_status=task_status)
+    # A clock that stands still: what counts as "lately" (`core.spread.Turnover`) is then
+    # everything since the start, whatever the machine's speed.
+    listeners = [Spreading(seat, clock=lambda: 0.0), Inbox(seat)]
+    await trio.serve_listeners(handler, listeners, task_status=task_status)
 
 
 @asynccontextmanager
@@ -83,6 +86,21 @@ async def test_connections_to_one_worker_are_shared_and_counted_until_closed() -
         assert counts(second) == [0, 0]
 
 
+async def test_connections_that_come_and_go_stay_where_they_land() -> None:
+    async with two_workers() as (first, _):
+        kept, workers = await served_by(first, 1)  # one that stays open, on worker 0
+        landed = Counter[int]()
+        for _ in range(30):  # then one connection per request, each closed before the next
+            [stream], workers = await served_by(first, 1)
+            await stream.aclose()
+            await trio.testing.wait_all_tasks_blocked()  # its server has returned
+            landed += workers
+        # Worker 1 serves fewer, so they go to it until more have closed (5) than twice
+        # the one held open + 2: from then on each stays where it landed.
+        assert landed == {1: 5, 0: 25}
+        await kept[0].aclose()
+
+
 async def test_a_worker_taking_no_connections_gets_none() -> None:
     async with two_workers(open_both=False) as (first, second):
         streams, workers = await served_by(first, 3)
@@ -127,7 +145,7 @@ async def test_a_full_inbox_refuses_at_once_and_the_connection_stays() -> None:
                 for sent in range(10_000):
                     ours, theirs = socket.socketpair()
                     held.append(theirs)
-                    assert first.take() == 1
+                    assert first.take(0.0) == 1
                     if not first.hand(1, ours):
                         held.append(ours)  # this worker's to serve
                         return sent

@@ -29,6 +29,39 @@ def loads(given: Sequence[int], done: Sequence[int], shut: Sequence[int]) -> lis
     return [sum(given[j::n]) - done[j] + (CLOSED if shut[j] else 0) for j in range(n)]
 
 
+CHURN_WINDOW_S = 1.0
+
+
+def churning(closed: int, held: int) -> bool:
+    """Whether the workers' connections come and go: `closed` lately (`Turnover`) well over
+    the `held` open now, all workers together — clients that open one per request. The hash
+    spreads those over time by itself, and handing them on would only add to each one's
+    cost (+9% CPU per request when every request was a new connection: bench/RESULTS.md).
+    A pool opening its connections closes none."""
+    return closed > 2 * held + 2
+
+
+class Turnover:
+    """How many connections the workers closed lately, from their running total: the
+    difference from a reading one to two `CHURN_WINDOW_S` old (none after a quiet spell)."""
+
+    __slots__ = ("_newer", "_older")
+
+    def __init__(self) -> None:
+        self._older: tuple[float, int] | None = None
+        self._newer: tuple[float, int] | None = None
+
+    def closed(self, now: float, done: int) -> int:
+        """Of `done` connections closed so far (at `now`), those closed lately."""
+        newer = self._newer
+        if newer is None or now - newer[0] >= 2 * CHURN_WINDOW_S:
+            self._older = self._newer = (now, done)
+        elif now - newer[0] >= CHURN_WINDOW_S:
+            self._older, self._newer = newer, (now, done)
+        assert self._older is not None
+        return done - self._older[1]
+
+
 def place(me: int, counts: Sequence[int]) -> int:
     """The worker (an index into `counts`, each worker's open connections) that should serve
     a connection worker `me` has just accepted."""

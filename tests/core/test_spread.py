@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from circuitd.core.spread import CLOSED, loads, place
+from circuitd.core.spread import CHURN_WINDOW_S, CLOSED, Turnover, churning, loads, place
 
 
 @pytest.mark.parametrize(
@@ -60,3 +60,29 @@ def test_spread_within_one_while_few(landings: list[int]) -> None:
         given_[me * n + target] += 1
         counts = loads(given_, done, shut)
         assert max(counts) - min(counts) <= max(1, max(counts) // 8 + 1)
+
+
+@pytest.mark.parametrize(
+    ("closed", "held", "expected"),
+    [
+        (0, 0, False),
+        (2, 0, False),
+        (3, 0, True),  # more than came and went while nothing stays open
+        (10, 4, False),
+        (11, 4, True),
+        (0, 32, False),  # a pool opening: nothing closed
+    ],
+)
+def test_churning(closed: int, held: int, expected: bool) -> None:
+    assert churning(closed, held) is expected
+
+
+def test_turnover_counts_what_closed_over_the_last_one_to_two_windows() -> None:
+    turnover = Turnover()
+    w = CHURN_WINDOW_S
+    assert turnover.closed(100.0, 50) == 0  # the first reading
+    assert turnover.closed(100.0 + w / 2, 60) == 10
+    assert turnover.closed(100.0 + w, 70) == 20  # a new reading at 70; still from 50
+    assert turnover.closed(100.0 + 1.5 * w, 75) == 25
+    assert turnover.closed(100.0 + 2 * w, 80) == 10  # from the reading at 70
+    assert turnover.closed(100.0 + 10 * w, 90) == 0  # after a quiet spell: nothing lately
