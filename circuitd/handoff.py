@@ -70,7 +70,7 @@ class Seat:
 
     def take(self, now: float) -> int:
         """Notes a connection this worker accepted (at `now`) for the worker that is to
-        serve it: this one while its connections come and go, else `place`'s choice."""
+        serve it: this one while the workers' connections come and go, else `place`'s."""
         given = _ints(self.given)
         given_now, done = given[:], _ints(self.done)[:]
         closed = sum(done)

@@ -51,12 +51,7 @@ async def worker_serve(
             state = ConnectionState(lifespan_state.copy())
             server = partial(tcp_server, app, config, context, state)
 
-            async def serve(stream: trio.SocketStream) -> None:
-                try:
-                    await server(stream)
-                finally:
-                    if served is not None:
-                        served()
+            serve = server if served is None else _counted(server, served)
 
             task_status.started()
             try:
@@ -75,3 +70,17 @@ async def worker_serve(
                 server_nursery.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
+
+
+def _counted(
+    server: Callable[[trio.SocketStream], Awaitable[None]], served: Callable[[], None]
+) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """`server`, calling `served` as each connection's server returns."""
+
+    async def serve(stream: trio.SocketStream) -> None:
+        try:
+            await server(stream)
+        finally:
+            served()
+
+    return serve

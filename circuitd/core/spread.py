@@ -3,8 +3,8 @@ clearly fewer.
 
 The kernel spreads new connections over the workers' SO_REUSEPORT sockets by a hash of their
 addresses: even over many connections, but not over the few long-lived ones that client pools
-and load balancers keep. 32 connections over 16 workers leave one or two workers with none and
-another with five to seven (bench/RESULTS.md), so that one saturates while others idle. The
+and load balancers keep. 32 connections over 16 workers left one to four workers with none
+and another with three to seven (bench/RESULTS.md), so that one saturates while others idle. The
 worker that accepted a connection hands it to the least busy one (`circuitd.handoff`) when the
 difference is worth a hand-off: exact at a few connections per worker, within an eighth of its
 connections at many, where the hash is close already and a hand-off per accept would only add
