@@ -20,6 +20,7 @@ import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.context
 import os
 import shutil
 import signal
@@ -76,15 +77,7 @@ def supervise(worker_main: WorkerMain, seats: list[Seat], notifier: Notifier) ->
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     workers: list[_Worker] = []
     try:
-        for index, seat in enumerate(seats):
-            reader, writer = context.Pipe(duplex=False)
-            process = context.Process(
-                target=worker_main, args=(seat, writer, worker_usec), name=f"circuitd-{index}"
-            )
-            process.start()
-            writer.close()  # the worker holds its own copy; EOF on `reader` once it is gone
-            seat.release()
-            workers.append(_Worker(index, process, reader))
+        _start_all(context, worker_main, seats, worker_usec, workers)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return _Loop(workers, wakeup_read, notifier, metrics_dir.path).run()
     finally:
@@ -100,6 +93,42 @@ def supervise(worker_main: WorkerMain, seats: list[Seat], notifier: Notifier) ->
         if metrics_dir.owned:
             shutil.rmtree(metrics_dir.path, ignore_errors=True)
         _stop_resource_tracker()
+
+
+def _start_all(
+    context: multiprocessing.context.SpawnContext,
+    worker_main: WorkerMain,
+    seats: list[Seat],
+    worker_usec: int | None,
+    workers: list[_Worker],
+) -> None:
+    """Starts one process per seat, appending each to `workers`. If one cannot start (no
+    fork under a tasks limit, no memory), those already started drain and are reaped before
+    the error goes on: no worker serves on without a supervisor, and our exit, which waits for
+    them (the resource tracker's stop, the interpreter's own exit), does not hang."""
+    try:
+        for index, seat in enumerate(seats):
+            reader, writer = context.Pipe(duplex=False)
+            process = context.Process(
+                target=worker_main, args=(seat, writer, worker_usec), name=f"circuitd-{index}"
+            )
+            try:
+                process.start()
+            except BaseException:
+                reader.close()
+                raise
+            finally:
+                writer.close()  # the worker holds its own copy; EOF on `reader` once it is gone
+            seat.release()
+            workers.append(_Worker(index, process, reader))
+    except BaseException:
+        for seat in seats:
+            seat.release()  # those not yet released (closing twice is harmless)
+        for worker in workers:
+            worker.process.terminate()  # SIGTERM: it drains, as on a stop
+        for worker in workers:
+            worker.process.join()
+        raise
 
 
 def _stop_resource_tracker() -> None:
