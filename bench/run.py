@@ -3,7 +3,7 @@ issue 8's bare passthroughs (`--passthrough`).
 
     .venv/bin/python bench/run.py --seconds 15 --users 32 --workers 2 [--litellm]
         [--passthrough] [--passthrough-fixes] [--scenarios ChatJSON,...] [--rate 500]
-        [--transport http1|httpx] [--out FILE]
+        [--fixed-rounds 3] [--transport http1|httpx] [--out FILE]
 
 Starts `circuitd mock-upstream`, circuitd (pointed at the mock, one client key plus a key with
 a tiny daily budget for BudgetHeavy) and, with `--litellm`, LiteLLM's proxy in
@@ -19,9 +19,13 @@ adds the `Http1Transport` one served, as circuitd is, through `circuitd.hypercor
 2. wrk, JSON and SSE (`-t1 -c32`), when wrk is installed: the ceiling with a cheap load
    generator. The "mock upstream direct" rows are the mock's own ceiling;
 3. an open-loop fixed rate (`--rate` req/s, bench/fixed_rate.py), JSON and streams apart:
-   p50/p99 to the microsecond and time to first token, and what each system adds over direct;
-   before each of these rows it waits (up to 60 s) for every system to go idle: one that
-   goes on working through a backlog would otherwise tax the next one's tail.
+   p50/p99 to the microsecond and time to first token, and what each system adds over direct.
+   A tail measured once on a shared machine is mostly the machine's: `--fixed-rounds` rounds
+   (default 3), each running every system in turn, so that each system's figures are the
+   median of its rounds and what it adds is the median of its differences from direct in the
+   same round; a system that does not keep up in its first round (its tail is its backlog)
+   is not repeated. Before each of these runs it waits (up to 60 s) for every system to go
+   idle: one that goes on working through a backlog would otherwise tax the next one's tail.
 
 Under wrk, each worker's CPU time is read from /proc before and after: the "balance" column is
 the least busy worker's share of the busiest one's (1.00: evenly loaded).
@@ -37,6 +41,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -141,7 +146,8 @@ def run_locust(target: Target, scenario: str, args: argparse.Namespace, out: Pat
     )
 
 
-def run_fixed(target: Target, stream: bool, args: argparse.Namespace) -> tuple[Row, dict]:
+def run_fixed(target: Target, stream: bool, args: argparse.Namespace) -> dict:
+    """One fixed-rate run of `target`: bench/fixed_rate.py's summary."""
     command = [sys.executable, str(ROOT / "bench" / "fixed_rate.py"), target.url, "--json"]
     load = ["--rate", str(args.rate), "--seconds", str(args.seconds)]
     output = subprocess.run(
@@ -150,22 +156,55 @@ def run_fixed(target: Target, stream: bool, args: argparse.Namespace) -> tuple[R
         capture_output=True,
         text=True,
     ).stdout
-    s = json.loads(output)
+    # Figures not measured (TTFT of JSON calls) are NaN, which JSON carries as null.
+    summary: dict = {k: float("nan") if v is None else v for k, v in json.loads(output).items()}
     prefix = "stream" if stream else "json"
-    failures = sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["errors"].values())
+    summary["p50"], summary["p99"] = summary[f"{prefix}_p50"], summary[f"{prefix}_p99"]
+    summary["failures"] = sum(v for k, v in summary["statuses"].items() if k != "200") + sum(
+        summary["errors"].values()
+    )
+    return summary
+
+
+def kept_up(summary: dict, rate: float) -> bool:
+    """Answered every call, at the rate asked: its tail is latency, not a backlog."""
+    return summary["failures"] == 0 and summary["achieved_rps"] >= 0.95 * rate
+
+
+FIXED_FIGURES = ("achieved_rps", "p50", "p99", "json_p999", "ttft_p50", "ttft_p99")
+
+
+def fixed_medians(
+    rounds: list[dict], direct: list[dict], stream: bool, system: str, rate: float
+) -> tuple[Row, dict]:
+    """One system's fixed-rate rounds as one row: the median of each figure, and what it adds
+    over direct as the median of its differences in the same rounds (`direct` round by round;
+    empty for direct itself)."""
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    summary: dict = {k: median([r[k] for r in rounds]) for k in FIXED_FIGURES}
+    summary["rounds"] = len(rounds)
+    summary["failures"] = sum(r["failures"] for r in rounds)
+    paired = list(zip(rounds, direct, strict=False))
+    for k in ("p50", "p99", "ttft_p50", "ttft_p99"):
+        summary[f"added_{k}"] = median([r[k] - d[k] for r, d in paired])
+    summary["added_p99_rounds"] = [r["p99"] - d["p99"] for r, d in paired]
+    prefix = "stream" if stream else "json"
     row = Row(
         "fixed",
-        target.name,
-        f"{prefix} @ {args.rate:g}/s",
-        s["achieved_rps"],
-        s[f"{prefix}_p50"],
+        system,
+        f"{prefix} @ {rate:g}/s",
+        summary["achieved_rps"],
+        summary["p50"],
         float("nan"),
-        s[f"{prefix}_p99"],
-        failures,
-        ttft_p50_ms=s["ttft_p50"] if stream else float("nan"),
-        ttft_p99_ms=s["ttft_p99"] if stream else float("nan"),
+        summary["p99"],
+        summary["failures"],
+        ttft_p50_ms=summary["ttft_p50"] if stream else float("nan"),
+        ttft_p99_ms=summary["ttft_p99"] if stream else float("nan"),
     )
-    return row, s
+    return row, summary
 
 
 def fmt(value: float, digits: int = 0) -> str:
@@ -205,29 +244,30 @@ def markdown(rows: list[Row], fixed: dict[tuple[str, str], dict], args: argparse
     lines += [
         "",
         f"Open loop at a fixed {args.rate:g} req/s for {args.seconds} s (bench/fixed_rate.py; "
-        "latency from each request's due time; TTFT: to the first content delta):",
+        "latency from each request's due time; TTFT: to the first content delta); the median "
+        f"of up to {args.fixed_rounds} interleaved rounds, and what each system adds over "
+        "direct as the median of its differences from direct in the same round:",
         "",
-        "| system | load | achieved req/s | p50 ms | p99 ms | p99.9 ms | TTFT p50 ms "
-        "| TTFT p99 ms | added p50 / p99 ms | added TTFT p50 / p99 ms | failures |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| system | load | rounds | achieved req/s | p50 ms | p99 ms | p99.9 ms | TTFT p50 ms "
+        "| TTFT p99 ms | added p50 / p99 ms | added TTFT p50 / p99 ms | added p99 by round "
+        "| failures |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (r for r in rows if r.tool == "fixed"):
-        s, base = fixed[(r.system, r.scenario)], fixed.get(("direct", r.scenario))
+        s = fixed[(r.system, r.scenario)]
         stream = r.scenario.startswith("stream")
-        added, ttft_added = "", ""
-        if base is not None and r.system != base["system"]:
-            added = f"{fmt(r.p50_ms - base['p50'], 2)} / {fmt(r.p99_ms - base['p99'], 2)}"
+        added, ttft_added, by_round = "", "", ""
+        if s["added_p99_rounds"]:
+            added = f"{fmt(s['added_p50'], 2)} / {fmt(s['added_p99'], 2)}"
+            by_round = ", ".join(f"{v:+.2f}" for v in s["added_p99_rounds"])
             if stream:
-                ttft_added = (
-                    f"{fmt(s['ttft_p50'] - base['ttft_p50'], 2)} / "
-                    f"{fmt(s['ttft_p99'] - base['ttft_p99'], 2)}"
-                )
+                ttft_added = f"{fmt(s['added_ttft_p50'], 2)} / {fmt(s['added_ttft_p99'], 2)}"
         lines.append(
-            f"| {r.system} | {r.scenario} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} "
+            f"| {r.system} | {r.scenario} | {s['rounds']} | {fmt(r.rps)} | {fmt(r.p50_ms, 2)} "
             f"| {fmt(r.p99_ms, 2)} | {fmt(s['json_p999'] if not stream else float('nan'), 2)} "
             f"| {fmt(s['ttft_p50'] if stream else float('nan'), 2)} "
             f"| {fmt(s['ttft_p99'] if stream else float('nan'), 2)} | {added} | {ttft_added} "
-            f"| {r.failures} |"
+            f"| {by_round} | {r.failures} |"
         )
     return "\n".join(lines)
 
@@ -296,6 +336,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="circuitd's and LiteLLM's")
     parser.add_argument("--scenarios", default=SCENARIOS, help='comma-separated; "": none')
     parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate req/s; 0: skip")
+    parser.add_argument(
+        "--fixed-rounds", type=int, default=3, help="fixed-rate rounds (interleaved), medians"
+    )
     parser.add_argument("--transport", choices=("http1", "httpx"), default="http1")
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
     parser.add_argument(
@@ -353,20 +396,29 @@ def main() -> int:
                     print(rows[-1], file=sys.stderr, flush=True)
         busy_pids = [t.pid for t in systems if t.pid is not None]
         for stream in (False, True) if args.rate > 0 else ():
+            runs: dict[str, list[dict]] = {t.name: [] for t in systems}
+            for round_ in range(args.fixed_rounds):
+                for target in systems:
+                    done = runs[target.name]
+                    if done and not kept_up(done[0], args.rate):
+                        continue
+                    # Tail latencies are the first to suffer from a neighbour still at work.
+                    waited = procstat.wait_idle(busy_pids)
+                    if waited > 2:
+                        print(f"waited {waited:.0f} s for the systems to go idle", file=sys.stderr)
+                    done.append(run_fixed(target, stream, args))
+                    print(target.name, round_, done[-1], file=sys.stderr, flush=True)
+            direct = next((runs[t.name] for t in systems if t.kind == "direct"), [])
             for target in systems:
-                # Tail latencies are the first to suffer from a neighbour still at work.
-                waited = procstat.wait_idle(busy_pids)
-                if waited > 2:
-                    print(f"waited {waited:.0f} s for the systems to go idle", file=sys.stderr)
-                row, summary = run_fixed(target, stream, args)
+                row, summary = fixed_medians(
+                    runs[target.name],
+                    [] if target.kind == "direct" else direct,
+                    stream,
+                    target.name,
+                    args.rate,
+                )
                 rows.append(row)
-                summary["system"] = target.name
-                prefix = "stream" if stream else "json"
-                summary["p50"], summary["p99"] = summary[f"{prefix}_p50"], summary[f"{prefix}_p99"]
                 fixed[(target.name, row.scenario)] = summary
-                if target.kind == "direct":
-                    fixed[("direct", row.scenario)] = summary
-                print(row, file=sys.stderr, flush=True)
         for target in systems:
             if target.pid is not None:
                 rss[target.name] = procstat.tree_rss_mb(target.pid)
