@@ -1,7 +1,7 @@
 """Open-loop load at a fixed rate, with latency to the microsecond: what a gateway adds.
 
     .venv/bin/python bench/fixed_rate.py URL --rate 500 --seconds 15 [--stream-share 0.3]
-        [--key bench-key] [--json]
+        [--key bench-key] [--json] [--raw FILE]
 
 Request i is due at start + i/rate whether or not earlier ones have answered (no coordinated
 omission: a slow answer delays no later request, and each latency counts from when its
@@ -9,7 +9,9 @@ request was due, so a client that falls behind shows it). One trio task per requ
 one `httpx.AsyncClient` on circuitd's `Http1Transport` (the cheapest Python client at hand;
 its own cost is in every row alike, so compare rows, not absolutes). Streams also report the
 time to first token: from due time to the first content delta (`"content":"x`).
-The first second is warm-up and not counted. Prints a summary, or JSON with `--json`.
+The first second is warm-up and not counted. Prints a summary, or JSON with `--json`;
+`--raw FILE` also writes every counted latency (JSON: json_ms, stream_ms, ttft_ms), so that
+several such processes, for a rate one Python process cannot send, can be merged exactly.
 """
 
 from __future__ import annotations
@@ -149,12 +151,14 @@ async def drive(
     stream_share: float,
     key: str,
     seed: int = 8,
+    samples: Samples | None = None,
 ) -> Summary:
-    """Sends `rate` requests a second for WARMUP_S + `seconds`; the warm-up is not counted."""
+    """Sends `rate` requests a second for WARMUP_S + `seconds`; the warm-up is not counted.
+    The latencies go into `samples` when given."""
     url = base_url.rstrip("/") + "/v1/chat/completions"
     headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
     rng = random.Random(seed)
-    samples = Samples()
+    samples = Samples() if samples is None else samples
     limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
     total = int((WARMUP_S + seconds) * rate)
     warmup = int(WARMUP_S * rate)
@@ -185,7 +189,9 @@ def main() -> int:
     parser.add_argument("--stream-share", type=float, default=0.0, help="share of streams")
     parser.add_argument("--key", default="bench-key")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--raw", help="write every counted latency to this file (JSON)")
     args = parser.parse_args()
+    samples = Samples()
     summary = trio.run(
         lambda: drive(
             args.url,
@@ -193,8 +199,17 @@ def main() -> int:
             seconds=args.seconds,
             stream_share=args.stream_share,
             key=args.key,
+            samples=samples,
         )
     )
+    if args.raw:
+        raw = {
+            "json_ms": samples.json_ms,
+            "stream_ms": samples.stream_ms,
+            "ttft_ms": samples.ttft_ms,
+        }
+        with open(args.raw, "wb") as f:
+            f.write(msgspec.json.encode(raw))
     if args.json:
         print(msgspec.json.encode(asdict(summary)).decode())
     else:

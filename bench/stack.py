@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,13 @@ def wait_listening(port: int, timeout: float = 30.0) -> None:
                 return
         time.sleep(0.05)
     raise RuntimeError(f"nothing listening on port {port} after {timeout}s")
+
+
+def pinned(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A `preexec_fn` that confines the child to `cpus` (None: no confinement)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
 
 
 def rss_mb(pid: int) -> float:
@@ -63,10 +70,13 @@ def running_stack(
     workers: int = 1,
     config: str | None = None,
     env: Mapping[str, str] | None = None,
+    gateway_cpus: set[int] | None = None,
+    upstream_cpus: set[int] | None = None,
 ) -> Iterator[Stack]:
     """The mock upstream and circuitd (in env-only mode, or from `config` TOML text, in
     which `{upstream}` stands for the mock's `/v1` URL) for the duration of the block.
-    circuitd's log lines go to `workdir/circuitd.log`."""
+    circuitd's log lines go to `workdir/circuitd.log`. `*_cpus`: the cores each may run on
+    (its workers inherit it), so that on a big machine the load and the gateway do not share."""
     workdir = workdir.resolve()  # the gateway runs in it: relative paths would not hold
     up_port, gw_port = free_port(), free_port()
     upstream_v1 = f"http://127.0.0.1:{up_port}/v1"
@@ -76,7 +86,9 @@ def running_stack(
         path.write_text(config.replace("{upstream}", upstream_v1))
         serve += ["--config", str(path)]
     upstream = subprocess.Popen(
-        [*CIRCUITD, "mock-upstream", "--port", str(up_port)], stdout=subprocess.DEVNULL
+        [*CIRCUITD, "mock-upstream", "--port", str(up_port)],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=pinned(upstream_cpus),
     )
     log = open(workdir / "circuitd.log", "wb")  # noqa: SIM115 - closed in finally
     gateway = subprocess.Popen(
@@ -93,6 +105,7 @@ def running_stack(
             **(env or {}),
         },
         cwd=workdir,
+        preexec_fn=pinned(gateway_cpus),
     )
     try:
         wait_listening(up_port)

@@ -8,3 +8,8 @@ wrk.headers["Authorization"] = "Bearer " .. (os.getenv("BENCH_KEY") or "bench-ke
 wrk.body = '{"model":"gpt-4o-mini","max_tokens":64,"stream":' .. tostring(stream)
   .. ',"messages":[{"role":"system","content":"You are a helpful assistant."},'
   .. '{"role":"user","content":"' .. turn .. '"}]}'
+
+-- The 95th percentile too (wrk's --latency prints 50/75/90/99): bench/wrk.py reads it.
+done = function(summary, latency, requests)
+  io.write(string.format("p95_us %d\n", latency:percentile(95)))
+end
