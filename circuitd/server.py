@@ -384,7 +384,10 @@ def serve(config: Config, env: Mapping[str, str], source: ConfigSource | None = 
         return 0
     places = seats(sockets)
     try:
-        return supervise(partial(_worker_process, config, dict(env), source), places, notifier)
+        worker_main = partial(_worker_process, config, dict(env), source)
+        # A worker that cannot start stops the others: they drain as on a stop, then some.
+        stop_wait_s = config.server.drain_timeout_s + 5.0
+        return supervise(worker_main, places, notifier, stop_wait_s)
     finally:
         for outbox in places[0].outboxes:
             outbox.close()

@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing import resource_tracker
@@ -55,8 +56,11 @@ class _Worker:
     notifications: Connection | None  # closed (None) at end of file
 
 
-def supervise(worker_main: WorkerMain, seats: list[Seat], notifier: Notifier) -> int:
-    """Runs one worker per seat until they have all exited; returns the exit status."""
+def supervise(
+    worker_main: WorkerMain, seats: list[Seat], notifier: Notifier, stop_wait_s: float = 30.0
+) -> int:
+    """Runs one worker per seat until they have all exited; returns the exit status.
+    `stop_wait_s`: how long workers may drain if another cannot start."""
     metrics_dir = _fresh_metrics_dir()
     # Workers ping at half our period, so that a round in which every one has pinged always
     # completes within our own (see `Quorum`).
@@ -77,7 +81,7 @@ def supervise(worker_main: WorkerMain, seats: list[Seat], notifier: Notifier) ->
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     workers: list[_Worker] = []
     try:
-        _start_all(context, worker_main, seats, worker_usec, workers)
+        _start_all(context, worker_main, seats, worker_usec, workers, stop_wait_s)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         return _Loop(workers, wakeup_read, notifier, metrics_dir.path).run()
     finally:
@@ -101,18 +105,22 @@ def _start_all(
     seats: list[Seat],
     worker_usec: int | None,
     workers: list[_Worker],
+    stop_wait_s: float,
 ) -> None:
     """Starts one process per seat, appending each to `workers`. If one cannot start (no
-    fork under a tasks limit, no memory), those already started drain and are reaped before
-    the error goes on: no worker serves on without a supervisor, and our exit, which waits for
-    them (the resource tracker's stop, the interpreter's own exit), does not hang."""
+    fork under a tasks limit, no memory), those already started drain (`stop_wait_s` at
+    most, then they are killed) and are reaped before the error goes on: no worker serves on
+    without a supervisor, and our exit, which waits for them (the resource tracker's stop,
+    the interpreter's own exit), does not hang. (A start that fails after multiprocessing
+    has spawned the child, in writing it its preparation data, leaves that child to exit
+    with us: it never got its seat.)"""
     try:
         for index, seat in enumerate(seats):
             reader, writer = context.Pipe(duplex=False)
-            process = context.Process(
-                target=worker_main, args=(seat, writer, worker_usec), name=f"circuitd-{index}"
-            )
             try:
+                process = context.Process(
+                    target=worker_main, args=(seat, writer, worker_usec), name=f"circuitd-{index}"
+                )
                 process.start()
             except BaseException:
                 reader.close()
@@ -126,8 +134,12 @@ def _start_all(
             seat.release()  # those not yet released (closing twice is harmless)
         for worker in workers:
             worker.process.terminate()  # SIGTERM: it drains, as on a stop
+        deadline = time.monotonic() + stop_wait_s
         for worker in workers:
-            worker.process.join()
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.exitcode is None:
+                worker.process.kill()
+                worker.process.join()
         raise
 
 

@@ -16,6 +16,8 @@ import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import pytest
+
 from circuitd.handoff import Seat, seats
 from circuitd.sdnotify import Notifier
 from circuitd.supervisor import supervise
@@ -29,6 +31,11 @@ def wait_for_sigterm(_seat: Seat, _notifications: Connection, _usec: int | None)
     signal.sigwait({signal.SIGTERM})
 
 
+def stuck(_seat: Seat, _notifications: Connection, _usec: int | None) -> None:
+    """A worker that never finishes draining (SIGTERM stays blocked)."""
+    signal.sigwait({signal.SIGUSR1})
+
+
 class SecondFails(multiprocessing.context.SpawnProcess):
     """The first worker starts; the second cannot (as fork fails under a tasks limit)."""
 
@@ -39,7 +46,7 @@ class SecondFails(multiprocessing.context.SpawnProcess):
         STARTED.append(self)
 
 
-def failed_start() -> None:
+def failed_start(worker: str) -> None:
     """Runs in the child: three seats, the second start fails; prints what is left."""
     multiprocessing.get_context("spawn").Process = SecondFails  # type: ignore[misc]
     listening = []
@@ -50,7 +57,7 @@ def failed_start() -> None:
         listening.append(sock)
     places = seats(listening)
     try:
-        supervise(wait_for_sigterm, places, Notifier())
+        supervise(globals()[worker], places, Notifier(), stop_wait_s=0.5)
     except BlockingIOError as error:
         raised = str(error)
     [first] = STARTED
@@ -62,11 +69,18 @@ def failed_start() -> None:
     print(json.dumps(left), flush=True)
 
 
+@pytest.mark.parametrize(
+    ("worker", "exitcode"),
+    [
+        ("wait_for_sigterm", 0),  # drained on SIGTERM and reaped, not left serving
+        ("stuck", -signal.SIGKILL),  # did not drain in time: killed, reaped
+    ],
+)
 def test_a_failed_start_stops_the_started_workers_and_releases_every_seat(
-    tmp_path: Path,
+    tmp_path: Path, worker: str, exitcode: int
 ) -> None:
     child = subprocess.Popen(
-        [sys.executable, "-c", f"import {__name__} as t; t.failed_start()"],
+        [sys.executable, "-c", f"import {__name__} as t; t.failed_start({worker!r})"],
         cwd=ROOT,
         env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
         stdout=subprocess.PIPE,
@@ -81,5 +95,5 @@ def test_a_failed_start_stops_the_started_workers_and_releases_every_seat(
             child.wait()
     left = json.loads(out)
     assert "temporarily unavailable" in left["raised"]
-    assert left["exitcode"] == 0  # drained on SIGTERM and reaped, not left serving
+    assert left["exitcode"] == exitcode
     assert left["open"] == [-1] * 6  # every seat's listening socket and inbox closed
