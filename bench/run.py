@@ -182,7 +182,8 @@ def fixed_medians(
     empty for direct itself)."""
 
     def median(values: list[float]) -> float:
-        return statistics.median(values) if values else float("nan")
+        measured = [v for v in values if v == v]  # NaN (not measured) would scramble the order
+        return statistics.median(measured) if measured else float("nan")
 
     summary: dict = {k: median([r[k] for r in rounds]) for k in FIXED_FIGURES}
     summary["rounds"] = len(rounds)
@@ -246,7 +247,8 @@ def markdown(rows: list[Row], fixed: dict[tuple[str, str], dict], args: argparse
         f"Open loop at a fixed {args.rate:g} req/s for {args.seconds} s (bench/fixed_rate.py; "
         "latency from each request's due time; TTFT: to the first content delta); the median "
         f"of up to {args.fixed_rounds} interleaved rounds, and what each system adds over "
-        "direct as the median of its differences from direct in the same round:",
+        "direct as the median of its differences from direct in the same round; failures "
+        "summed over the rounds:",
         "",
         "| system | load | rounds | achieved req/s | p50 ms | p99 ms | p99.9 ms | TTFT p50 ms "
         "| TTFT p99 ms | added p50 / p99 ms | added TTFT p50 / p99 ms | added p99 by round "
@@ -398,7 +400,9 @@ def main() -> int:
         for stream in (False, True) if args.rate > 0 else ():
             runs: dict[str, list[dict]] = {t.name: [] for t in systems}
             for round_ in range(args.fixed_rounds):
-                for target in systems:
+                # Each round starts one system later: no system always runs right after
+                # the same neighbour.
+                for target in systems[round_:] + systems[:round_]:
                     done = runs[target.name]
                     if done and not kept_up(done[0], args.rate):
                         continue

@@ -15,9 +15,9 @@ the load generators to `--load-cpus` (so that neither takes the other's cores), 
    and the scaling: req/s over N times the one-worker req/s (1.00: linear);
 2. with `--rate`: an open loop at that rate (bench/fixed_rate.py in `--load-procs`
    processes, default one per 2,000 req/s, their latencies merged exactly), p50 / p95 / p99
-   and what circuitd adds over the mock direct at the same rate (measured once, first). A
-   worker count whose wrk ceiling is under 1.1 times the rate is not run open-loop: its
-   latency would be its backlog.
+   and what circuitd adds over the mock direct at the same rate (direct measured right
+   before, for each worker count). A worker count whose wrk ceiling is under 1.1 times the
+   rate is not run open-loop: its latency would be its backlog.
 
 Prints Markdown (appended to `--out` too). Requires wrk (`apt-get install wrk`).
 """
@@ -70,16 +70,23 @@ def open_loop(url: str, args: argparse.Namespace, load_cpus: set[int] | None) ->
         raws = [Path(tmp) / f"raw-{i}.json" for i in range(procs)]
         command = [sys.executable, str(ROOT / "bench" / "fixed_rate.py"), url, "--json"]
         load = ["--rate", str(args.rate / procs), "--seconds", str(args.seconds), "--key", KEY]
-        running = [
-            subprocess.Popen(
-                [*command, *load, "--raw", str(raw)],
-                stdout=subprocess.PIPE,
-                text=True,
-                preexec_fn=pinned(load_cpus),
-            )
-            for raw in raws
-        ]
-        summaries = [json.loads(p.communicate()[0]) for p in running]
+        running: list[subprocess.Popen[str]] = []
+        try:
+            for raw in raws:
+                running.append(  # noqa: PERF401 - one at a time: a failed start leaves the rest to the finally
+                    subprocess.Popen(
+                        [*command, *load, "--raw", str(raw)],
+                        stdout=subprocess.PIPE,
+                        text=True,
+                        preexec_fn=pinned(load_cpus),
+                    )
+                )
+            summaries = [json.loads(p.communicate()[0]) for p in running]
+        finally:
+            for p in running:  # one that failed leaves none of the others behind
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         latencies = [ms for raw in raws for ms in json.loads(raw.read_bytes())["json_ms"]]
     failures = sum(
         sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["errors"].values())
@@ -127,15 +134,11 @@ def main() -> int:
     gateway_cpus, load_cpus = cpu_list(args.gateway_cpus), cpu_list(args.load_cpus)
     counts = [int(n) for n in args.workers.split(",")]
     rows: list[str] = []
-    direct: Open | None = None
     single: float | None = None
     for n in counts:
         with running_stack(
             Path(tempfile.mkdtemp()), workers=n, gateway_cpus=gateway_cpus, upstream_cpus=load_cpus
         ) as stack:
-            if args.rate and direct is None:
-                direct = open_loop(stack.upstream_url, args, load_cpus)
-                print("direct", direct, file=sys.stderr, flush=True)
             connections = args.connections * n
             closed_loop(stack.gateway_url, 2, connections, args, load_cpus)  # warm-up
             pids = procstat.workers(stack.gateway_pid) or [stack.gateway_pid]
@@ -145,14 +148,15 @@ def main() -> int:
             balance = min(busy) / max(busy) if max(busy) else float("nan")
             single = ceiling.rps if n == counts[0] and n == 1 else single
             scaling = f"{ceiling.rps / (n * single):.2f}" if single else "-"
-            opened = "| - | - | - | - | - |"
+            opened = "| - | - | - | - | - | - |"
             if args.rate and ceiling.rps >= 1.1 * args.rate:
+                direct = open_loop(stack.upstream_url, args, load_cpus)
                 run = open_loop(stack.gateway_url, args, load_cpus)
-                assert direct is not None
                 opened = (
                     f"| {run.achieved_rps:,.0f} | {run.p50:.2f} / {run.p95:.2f} / {run.p99:.2f} "
+                    f"| {direct.p50:.2f} / {direct.p95:.2f} / {direct.p99:.2f} "
                     f"| {run.p95 - direct.p95:+.2f} | {run.p99 - direct.p99:+.2f} "
-                    f"| {run.failures} |"
+                    f"| {run.failures + direct.failures} |"
                 )
             rows.append(
                 f"| {n} | {connections} | {ceiling.rps:,.0f} | {scaling} "
@@ -167,18 +171,12 @@ def main() -> int:
             f"--threads {args.threads} --connections {args.connections} --rate {args.rate:g}",
             "",
             "| workers | wrk connections | req/s | scaling | p50 / p95 / p99 ms | errors "
-            "| CPU balance | open-loop req/s | p50 / p95 / p99 ms | added p95 ms "
-            "| added p99 ms | failures |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| CPU balance | open-loop req/s | p50 / p95 / p99 ms | direct p50 / p95 / p99 ms "
+            "| added p95 ms | added p99 ms | failures |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]
     )
-    if direct is not None:
-        text += (
-            f"\n\nThe mock direct at {args.rate:g} req/s: p50 / p95 / p99 "
-            f"{direct.p50:.2f} / {direct.p95:.2f} / {direct.p99:.2f} ms "
-            f"({direct.achieved_rps:,.0f} req/s, {direct.failures} failures)."
-        )
     print(text)
     if args.out:
         with open(args.out, "a") as f:
