@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -319,3 +320,60 @@ def test_switching_to_wal_is_retried_while_another_process_holds_the_lock(
     assert conn.calls == 4
     with pytest.raises(apsw.BusyError):  # bounded: then the error stands
         sqlite._enable_wal(_BusyThenWal(busy=4))
+
+
+def test_busy_wait_polls_until_its_deadline_and_starts_afresh_each_wait() -> None:
+    clock = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    wait = sqlite.BusyWait(timeout_s=0.0035, poll_s=0.001, clock=lambda: clock[0], sleep=sleep)
+    tries = next(t for t in range(100) if not wait(t))  # bounded, even if the handler is not
+    # every poll_s, the last one cut to the deadline; then SQLite's BUSY stands
+    assert slept == pytest.approx([0.001, 0.001, 0.001, 0.0005])
+    assert tries == 4
+    slept.clear()
+    assert wait(0)  # a new wait (tries 0) has a deadline of its own
+    assert slept == [0.001]
+
+
+def test_a_writer_waits_for_another_connections_lock_then_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tried = threading.Event()
+
+    class Noticing(sqlite.BusyWait):
+        def __call__(self, tries: int) -> bool:
+            tried.set()  # the waiter found the lock taken and is waiting
+            return super().__call__(tries)
+
+    monkeypatch.setattr(sqlite, "BusyWait", Noticing)  # what `open` installs
+    path = tmp_path / "ledger.db"
+    holder, waiter = Database.open(path), Database.open(path)
+    results: list[int] = []
+    holder._conn.execute("BEGIN IMMEDIATE")
+    thread = threading.Thread(target=lambda: results.append(waiter.write_batch([make_row(1)])))
+    thread.start()
+    assert tried.wait(timeout=30)
+    holder._conn.execute("COMMIT")  # released while the waiter polls
+    thread.join(timeout=30)
+    assert results == [1]
+    assert holder.count_requests() == 1
+    holder.close()
+    waiter.close()
+
+
+def test_a_lock_held_past_the_busy_timeout_fails_the_write_cleanly(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    holder, waiter = Database.open(path), Database.open(path)
+    waiter._conn.setbusyhandler(sqlite.BusyWait(timeout_s=0.01))
+    holder._conn.execute("BEGIN IMMEDIATE")
+    with pytest.raises(apsw.BusyError):
+        waiter.write_batch([make_row(1)])
+    holder._conn.execute("COMMIT")
+    assert waiter.write_batch([make_row(1)]) == 1  # nothing left half-done
+    holder.close()
+    waiter.close()
