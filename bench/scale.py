@@ -101,6 +101,11 @@ def open_loop(url: str, args: argparse.Namespace, load_cpus: set[int] | None) ->
     )
 
 
+def behind(run: Open, rate: float) -> str:
+    """A note when the open loop did not get its rate answered: its latency is a backlog."""
+    return "" if run.achieved_rps >= 0.95 * rate else " (fell behind: the tail is a backlog)"
+
+
 def closed_loop(
     url: str, seconds: int, connections: int, args: argparse.Namespace, cpus: set[int] | None
 ) -> wrk.WrkResult:
@@ -156,7 +161,7 @@ def main() -> int:
                     f"| {run.achieved_rps:,.0f} | {run.p50:.2f} / {run.p95:.2f} / {run.p99:.2f} "
                     f"| {direct.p50:.2f} / {direct.p95:.2f} / {direct.p99:.2f} "
                     f"| {run.p95 - direct.p95:+.2f} | {run.p99 - direct.p99:+.2f} "
-                    f"| {run.failures + direct.failures} |"
+                    f"| {run.failures + direct.failures}{behind(run, args.rate)} |"
                 )
             rows.append(
                 f"| {n} | {connections} | {ceiling.rps:,.0f} | {scaling} "
