@@ -204,7 +204,7 @@ class BusyWait:
     SQLite's own handler (`busy_timeout`) sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50,
     then 100 ms between tries: with many workers' writers on one file a waiter sleeps on
     long after the lock is free (16 writers at 10,000 rows/s: a batch's wait p99 180 ms, up
-    to 1.2 s, against 21 ms and 65 ms polling every millisecond; bench/ledger_writers.py).
+    to 1.2 s, against 19 ms and 54 ms polling every millisecond; bench/ledger_writers.py).
     A lease exchange, which a call may wait for, takes the same lock. The handler runs in
     the thread that waits (never the event loop's), holding the GIL only to decide."""
 
