@@ -22,6 +22,7 @@ import re
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import httpx
 import msgspec
@@ -52,6 +53,13 @@ class Samples:
     ttft_ms: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)  # transport errors by type
+
+
+def failures(summary: dict[str, Any]) -> int:
+    """A `--json` summary's calls that did not end in a 200: other statuses, transport
+    errors, the unfinished."""
+    other = sum(count for status, count in summary["statuses"].items() if status != "200")
+    return other + sum(summary["errors"].values())
 
 
 def percentile(values: list[float], p: float) -> float:

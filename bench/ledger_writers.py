@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from fixed_rate import percentile
 from writer_bench import IDS, rows
 
 from circuitd.store.sqlite import Database
@@ -88,14 +88,10 @@ def main() -> int:
     times = sorted(t for r in results for t in r[0])
     written = sum(r[1] for r in results)
     errors = sum(r[2] for r in results)
-
-    def pct(p: float) -> float:
-        return times[min(len(times) - 1, round(p / 100 * len(times)))]
-
     print(
         f"{args.procs} writers, {args.rate:,.0f} rows/s for {args.seconds:g} s, a batch every "
         f"{args.interval_ms:g} ms, preload {args.preload:,}: {written / args.seconds:,.0f} "
-        f"rows/s written; batch ms p50 {statistics.median(times):.2f} p99 {pct(99):.2f} "
+        f"rows/s written; batch ms p50 {percentile(times, 50):.2f} p99 {percentile(times, 99):.2f} "
         f"max {times[-1]:.2f} ({len(times):,} batches); errors {errors}; "
         f"ledger holds {held:,} of {written:,}"
     )

@@ -50,6 +50,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import fixed_rate
 import httpx
 import litellm_stack
 import passthrough
@@ -160,9 +161,7 @@ def run_fixed(target: Target, stream: bool, args: argparse.Namespace) -> dict:
     summary: dict = {k: float("nan") if v is None else v for k, v in json.loads(output).items()}
     prefix = "stream" if stream else "json"
     summary["p50"], summary["p99"] = summary[f"{prefix}_p50"], summary[f"{prefix}_p99"]
-    summary["failures"] = sum(v for k, v in summary["statuses"].items() if k != "200") + sum(
-        summary["errors"].values()
-    )
+    summary["failures"] = fixed_rate.failures(summary)
     return summary
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import procstat
 import wrk
-from fixed_rate import percentile
+from fixed_rate import failures, percentile
 from stack import KEY, ROOT, pinned, running_stack
 
 PER_LOAD_PROC = 2000  # req/s one fixed_rate.py process sends on time (a conservative figure)
@@ -88,16 +88,12 @@ def open_loop(url: str, args: argparse.Namespace, load_cpus: set[int] | None) ->
                     p.kill()
                     p.wait()
         latencies = [ms for raw in raws for ms in json.loads(raw.read_bytes())["json_ms"]]
-    failures = sum(
-        sum(v for k, v in s["statuses"].items() if k != "200") + sum(s["errors"].values())
-        for s in summaries
-    )
     return Open(
         sum(s["achieved_rps"] for s in summaries),
         percentile(latencies, 50),
         percentile(latencies, 95),
         percentile(latencies, 99),
-        failures,
+        sum(failures(s) for s in summaries),
     )
 
 
