@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from circuitd.store import sqlite
+from circuitd.store.busy import BusyWait
 from circuitd.store.rows import AttemptRow, RequestRow
 from circuitd.store.schema import MIGRATIONS, SCHEMA_VERSION
 from circuitd.store.sqlite import ROW_COLUMNS, Database, GroupBy, SchemaError, is_row_error
@@ -330,7 +331,7 @@ def test_busy_wait_polls_until_its_deadline_and_starts_afresh_each_wait() -> Non
         slept.append(seconds)
         clock[0] += seconds
 
-    wait = sqlite.BusyWait(timeout_s=0.0035, poll_s=0.001, clock=lambda: clock[0], sleep=sleep)
+    wait = BusyWait(timeout_s=0.0035, poll_s=0.001, clock=lambda: clock[0], sleep=sleep)
     tries = next(t for t in range(100) if not wait(t))  # bounded, even if the handler is not
     # every poll_s, the last one cut to the deadline; then SQLite's BUSY stands
     assert slept == pytest.approx([0.001, 0.001, 0.001, 0.0005])
@@ -345,7 +346,7 @@ def test_a_writer_waits_for_another_connections_lock_then_writes(
 ) -> None:
     tried = threading.Event()
 
-    class Noticing(sqlite.BusyWait):
+    class Noticing(BusyWait):
         def __call__(self, tries: int) -> bool:
             tried.set()  # the waiter found the lock taken and is waiting
             return super().__call__(tries)
@@ -369,7 +370,7 @@ def test_a_writer_waits_for_another_connections_lock_then_writes(
 def test_a_lock_held_past_the_busy_timeout_fails_the_write_cleanly(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     holder, waiter = Database.open(path), Database.open(path)
-    waiter._conn.setbusyhandler(sqlite.BusyWait(timeout_s=0.01))
+    waiter._conn.setbusyhandler(BusyWait(timeout_s=0.01))
     holder._conn.execute("BEGIN IMMEDIATE")
     with pytest.raises(apsw.BusyError):
         waiter.write_batch([make_row(1)])
